@@ -1,0 +1,3 @@
+//! The load-test harness `gatehouse-load` and the peer comparisons driven by
+//! `perf/compare.sh`.
+#![forbid(unsafe_code)]
