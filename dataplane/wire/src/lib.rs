@@ -14,6 +14,8 @@
 //! Every incremental parser answers with [`Progress`]: a complete value and
 //! the bytes it consumed, or "need more" with the total length it needs at
 //! least. A malformed input is a typed error of the module, never a panic.
+//! Each module carries a `#[cfg(fuzzing)] pub mod fuzz` with the entry points
+//! the targets in `fuzz/` call.
 //!
 //! What this crate refuses to do: I/O, logging (callers log the outcomes it
 //! returns) and `unsafe` code.
@@ -24,9 +26,6 @@ pub mod detect;
 pub mod ica;
 pub mod socks5;
 pub mod ticket;
-
-#[cfg(fuzzing)]
-pub mod fuzzing;
 
 /// The answer of an incremental parser that did not reject its input.
 ///
