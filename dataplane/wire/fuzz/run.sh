@@ -29,14 +29,17 @@ export RUSTFLAGS="--cfg fuzzing -Cdebug-assertions -Coverflow-checks \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
 -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares"
-cargo build --release --manifest-path "$here/Cargo.toml" --bins
+# An explicit --target keeps RUSTFLAGS off build scripts (they must not be
+# instrumented: nothing links libFuzzer into them).
+host="$(rustc -vV | sed -n 's/^host: //p')"
+cargo build --release --manifest-path "$here/Cargo.toml" --bins --target "$host"
 ((build_only)) && exit 0
 
 for t in "${targets[@]}"; do
     corpus="$here/corpus/$t"
     mkdir -p "$corpus" "$here/artifacts/$t"
     printf '%-28s ' "$t"
-    "$CARGO_TARGET_DIR/release/$t" "$corpus" -max_total_time="$seconds" \
+    "$CARGO_TARGET_DIR/$host/release/$t" "$corpus" -max_total_time="$seconds" \
         -artifact_prefix="$here/artifacts/$t/" -print_final_stats=1 2>"$here/artifacts/$t.log" \
         || { echo "FAILED (see $here/artifacts/$t.log)"; tail -40 "$here/artifacts/$t.log"; exit 1; }
     grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$here/artifacts/$t.log" | awk '{print $2 " runs, ok"}'
