@@ -8,7 +8,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse_wire::detect::{DetectConfig, detect};
+use gatehouse_wire::cgp::{self, BindRequest, Capability, SecurityTicket, TicketKind};
 use gatehouse_wire::socks5::{self, Address, Command};
+use gatehouse_wire::ticket::StaTicket;
 
 const TICKET_TEXT: &[u8] = b";40;STA01;ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 
@@ -50,5 +52,25 @@ fn bench_socks5(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_detect, bench_socks5);
+fn bench_ticket(c: &mut Criterion) {
+    c.bench_function("ticket/decode", |b| {
+        b.iter(|| StaTicket::decode(black_box(TICKET_TEXT)))
+    });
+}
+
+fn bench_cgp(c: &mut Criterion) {
+    let bind = BindRequest {
+        capabilities: vec![Capability::SecurityTicket(SecurityTicket {
+            kind: TicketKind::STA,
+            ticket: TICKET_TEXT,
+        })],
+    };
+    let mut preamble = Vec::new();
+    cgp::encode_connection_preamble(&bind, &mut preamble).unwrap();
+    c.bench_function("cgp/preamble_with_ticket", |b| {
+        b.iter(|| cgp::decode_connection_preamble(black_box(&preamble)))
+    });
+}
+
+criterion_group!(benches, bench_detect, bench_socks5, bench_ticket, bench_cgp);
 criterion_main!(benches);

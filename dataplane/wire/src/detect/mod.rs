@@ -250,7 +250,7 @@ const SIGNATURES: &[Signature] = &[
     },
     Signature {
         protocol: Protocol::Cgp,
-        bytes: &literal(b"\x1aCGP/01"),
+        bytes: &literal(&crate::cgp::CGP_SIGNATURE),
     },
     Signature {
         protocol: Protocol::Socks5,
