@@ -7,8 +7,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gatehouse_wire::detect::{DetectConfig, detect};
 use gatehouse_wire::cgp::{self, BindRequest, Capability, SecurityTicket, TicketKind};
+use gatehouse_wire::detect::{DetectConfig, detect};
 use gatehouse_wire::socks5::{self, Address, Command};
 use gatehouse_wire::ticket::StaTicket;
 
