@@ -65,6 +65,16 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// The number of cores [`crate::Engine::start`] runs: `cores`, or one
+    /// per CPU available to the process. Size a control-plane channel with
+    /// it (one ring pair per core).
+    pub fn core_count(&self) -> usize {
+        self.cores.map_or_else(
+            || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            NonZeroUsize::get,
+        )
+    }
+
     /// Checks the values serde cannot: ranges and relations between fields.
     ///
     /// Errors name the key and the expected form.

@@ -376,6 +376,8 @@ async fn run_session<H: Handler>(
     match end {
         SessionEnd::IdleTimeout => bump(&state.counters.idle_timeouts, 1),
         SessionEnd::DrainDeadline => bump(&state.counters.drain_cuts, 1),
+        SessionEnd::Killed => bump(&state.counters.kills, 1),
+        SessionEnd::Refused { reason, .. } => state.counters.handler_refused(reason),
         _ => {}
     }
     let path = match end {

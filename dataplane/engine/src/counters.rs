@@ -3,8 +3,14 @@
 //! Each core owns its [`CoreCounters`]: plain `Cell`s, touched only by the
 //! core's thread, so the hot path pays no atomic or lock. A [`CoreStats`]
 //! snapshot crosses threads on request (see `EngineControl::stats`).
+//!
+//! Handler refusals are counted by their `reason` (the same word as the
+//! `session_closed` event's) in a small fixed-size table
+//! ([`RefusalCounts`]): the vocabulary is fixed by the handlers, so the
+//! table never grows, and a snapshot stays `Copy`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::fmt;
 
 use gatehouse_channel::CoreId;
 
@@ -42,6 +48,9 @@ pub(crate) struct CoreCounters {
     pub(crate) drain_cuts: Cell<u64>,
     pub(crate) bytes_up: Cell<u64>,
     pub(crate) bytes_down: Cell<u64>,
+    pub(crate) kills: Cell<u64>,
+    pub(crate) reports_dropped: Cell<u64>,
+    pub(crate) refusals: RefCell<RefusalCounts>,
 }
 
 pub(crate) fn bump(cell: &Cell<u64>, by: u64) {
@@ -74,7 +83,15 @@ impl CoreCounters {
             drain_cuts: self.drain_cuts.get(),
             bytes_up: self.bytes_up.get(),
             bytes_down: self.bytes_down.get(),
+            kills: self.kills.get(),
+            reports_dropped: self.reports_dropped.get(),
+            refusals: *self.refusals.borrow(),
         }
+    }
+
+    /// Counts a handler refusal under its `reason`.
+    pub(crate) fn handler_refused(&self, reason: &'static str) {
+        self.refusals.borrow_mut().add(reason, 1);
     }
 }
 
@@ -105,6 +122,13 @@ pub struct CoreStats {
     pub bytes_up: u64,
     /// Bytes relayed back end → client.
     pub bytes_down: u64,
+    /// Sessions ended by a kill order from the control plane.
+    pub kills: u64,
+    /// Session reports (opened, closed) dropped on a full channel.
+    pub reports_dropped: u64,
+    /// Connections a handler refused, by `reason` (detection, TLS, SOCKS,
+    /// ticket redemption): see [`RefusalCounts::get`].
+    pub refusals: RefusalCounts,
 }
 
 impl CoreStats {
@@ -127,6 +151,11 @@ impl CoreStats {
             sum.drain_cuts += s.drain_cuts;
             sum.bytes_up += s.bytes_up;
             sum.bytes_down += s.bytes_down;
+            sum.kills += s.kills;
+            sum.reports_dropped += s.reports_dropped;
+            for (reason, count) in s.refusals.iter() {
+                sum.refusals.add(reason, count);
+            }
         }
         sum
     }
@@ -145,6 +174,115 @@ impl CoreStats {
             drain_cuts: 0,
             bytes_up: 0,
             bytes_down: 0,
+            kills: 0,
+            reports_dropped: 0,
+            refusals: RefusalCounts::default(),
         }
+    }
+}
+
+/// Distinct refusal reasons a [`RefusalCounts`] tells apart; any further
+/// reason is counted under [`RefusalCounts::OTHER`].
+pub const MAX_REFUSAL_REASONS: usize = 48;
+
+/// Refusal counts by reason: a fixed-size table, `Copy`, in the order the
+/// reasons first occurred.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RefusalCounts {
+    len: usize,
+    entries: [(&'static str, u64); MAX_REFUSAL_REASONS],
+}
+
+impl RefusalCounts {
+    /// The reason counted when the table is full (a handler grew its
+    /// vocabulary past [`MAX_REFUSAL_REASONS`]).
+    pub const OTHER: &'static str = "other";
+
+    /// The count for `reason` (0 if never seen).
+    pub fn get(&self, reason: &str) -> u64 {
+        self.iter()
+            .find(|(seen, _)| *seen == reason)
+            .map_or(0, |(_, count)| count)
+    }
+
+    /// Every reason seen, with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.entries.iter().take(self.len).copied()
+    }
+
+    /// The sum over every reason.
+    pub fn total(&self) -> u64 {
+        self.iter().map(|(_, count)| count).sum()
+    }
+
+    /// Adds `by` to `reason`'s count.
+    pub(crate) fn add(&mut self, reason: &'static str, by: u64) {
+        let len = self.len;
+        if let Some(entry) = self.entries[..len].iter_mut().find(|(r, _)| *r == reason) {
+            entry.1 = entry.1.wrapping_add(by);
+            return;
+        }
+        // Keep the last slot for OTHER so an overflow is still counted.
+        let reason = if len + 1 < MAX_REFUSAL_REASONS {
+            reason
+        } else {
+            Self::OTHER
+        };
+        if reason == Self::OTHER {
+            if let Some(entry) = self.entries[..len].iter_mut().find(|(r, _)| *r == reason) {
+                entry.1 = entry.1.wrapping_add(by);
+                return;
+            }
+        }
+        if let Some(slot) = self.entries.get_mut(len) {
+            *slot = (reason, by);
+            self.len += 1;
+        }
+    }
+}
+
+impl Default for RefusalCounts {
+    fn default() -> Self {
+        RefusalCounts {
+            len: 0,
+            entries: [("", 0); MAX_REFUSAL_REASONS],
+        }
+    }
+}
+
+impl fmt::Debug for RefusalCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_refusals_by_reason() {
+        let mut counts = RefusalCounts::default();
+        counts.add("detect_timeout", 1);
+        counts.add("too_many_bytes", 2);
+        counts.add("detect_timeout", 1);
+        assert_eq!(counts.get("detect_timeout"), 2);
+        assert_eq!(counts.get("too_many_bytes"), 2);
+        assert_eq!(counts.get("ticket_unknown"), 0);
+        assert_eq!(counts.total(), 4);
+    }
+
+    #[test]
+    fn reasons_past_the_table_size_count_as_other() {
+        let names: Vec<&'static str> = (0..MAX_REFUSAL_REASONS + 10)
+            .map(|i| &*Box::leak(format!("reason_{i}").into_boxed_str()))
+            .collect();
+        let mut counts = RefusalCounts::default();
+        for name in &names {
+            counts.add(name, 1);
+        }
+        assert_eq!(counts.total(), names.len() as u64, "nothing is lost");
+        assert_eq!(counts.get(RefusalCounts::OTHER), 11);
+        assert_eq!(counts.iter().count(), MAX_REFUSAL_REASONS);
     }
 }

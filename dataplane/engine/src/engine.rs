@@ -87,7 +87,7 @@ impl Engine {
         config.validate()?;
         let driver = resolve_driver(config.driver)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cores = config.cores.map_or(cpus, |n| n.get());
+        let cores = config.core_count();
 
         let mut per_core: Vec<Vec<(std::net::TcpListener, SocketAddr)>> = (0..cores)
             .map(|_| Vec::with_capacity(listen.len()))

@@ -47,6 +47,12 @@ pub enum Fault {
     Internal,
 }
 
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Fault {
     /// The `fault` field value.
     pub fn as_str(self) -> &'static str {
@@ -69,13 +75,16 @@ pub enum SessionEnd {
     BackendUnreachable(io::ErrorKind),
     /// The back end did not answer the connection attempt in time.
     BackendTimeout,
-    /// The handler turned the connection away (bad protocol, denied ticket).
+    /// The handler turned the connection away (bad protocol, denied
+    /// ticket). The core counts it by `reason` ([`crate::CoreStats::refusals`]).
     Refused {
         /// The `reason` field (snake_case, fixed vocabulary of the handler).
         reason: &'static str,
         /// Who is at fault.
         fault: Fault,
     },
+    /// The control plane ordered the session ended (a kill order).
+    Killed,
     /// No byte moved either way for the idle timeout (set by the core).
     IdleTimeout,
     /// Still open at the drain deadline, so cut (set by the core).
@@ -101,6 +110,7 @@ impl SessionEnd {
             Self::BackendUnreachable(_) => "backend_unreachable",
             Self::BackendTimeout => "backend_timeout",
             Self::Refused { reason, .. } => reason,
+            Self::Killed => "killed",
             Self::IdleTimeout => "idle_timeout",
             Self::DrainDeadline => "drain_deadline",
         }
@@ -123,7 +133,7 @@ impl SessionEnd {
             },
             Self::BackendUnreachable(_) | Self::BackendTimeout => Fault::Worker,
             Self::Refused { fault, .. } => *fault,
-            Self::IdleTimeout | Self::DrainDeadline => Fault::None,
+            Self::Killed | Self::IdleTimeout | Self::DrainDeadline => Fault::None,
         }
     }
 
@@ -251,6 +261,11 @@ impl Session {
     pub(crate) fn count_up(&self, n: u64) {
         self.up.set(self.up.get().wrapping_add(n));
         bump(&self.core.counters.bytes_up, n);
+    }
+
+    /// Counts a session report the channel had no room for.
+    pub(crate) fn count_report_dropped(&self) {
+        bump(&self.core.counters.reports_dropped, 1);
     }
 
     pub(crate) fn count_down(&self, n: u64) {

@@ -156,6 +156,11 @@ impl Turn {
     }
 }
 
+/// Lets the other tasks of the core run once, then continues.
+pub(crate) fn yield_now() -> impl Future<Output = ()> {
+    YieldNow { yielded: false }
+}
+
 /// Pending once (after re-queueing the task), then ready.
 struct YieldNow {
     yielded: bool,

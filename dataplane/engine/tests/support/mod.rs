@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod launch;
+
 use gatehouse_engine::{
     CoreStats, Driver, Engine, EngineConfig, EngineHandle, Forward, HandlerFactory, RelayMode,
 };

@@ -1,0 +1,469 @@
+//! The production [`TicketRedeemer`]: asks the control plane over the
+//! core's shared-memory [`CorePort`] (DESIGN.md §3, PROTOCOLS.md §2–§3).
+//!
+//! ```text
+//! redeem ──► PendingTable.insert(id, deadline) ──► try_send(RedeemTicket)
+//!    │                                               (Full: refuse at once)
+//!    └─ waits on its Waiter ◄── receive task ◄── doorbell readable ◄── control plane
+//!                                  │  Verdict(id) ─► complete the waiter
+//!                                  │  KillSession ─► fire the session's Kill
+//!                                  └  StatsRequest, Heartbeat ─► counted, ignored
+//! ```
+//!
+//! One [`ChannelRedeemer`] per core, built on that core's thread; all its
+//! state is core-local (`Rc`, `Cell`, `RefCell`), so nothing here takes a
+//! lock or an atomic beyond the ring's own. The receive task waits for the
+//! port's doorbell (an eventfd) to become readable through the core's
+//! driver: an io_uring `POLL_ADD`, or epoll under the legacy driver. monoio
+//! 0.2 has no public "poll this descriptor" type, so a duplicate of the
+//! eventfd is wrapped in `monoio::net::UnixStream`, whose `readable()` is
+//! exactly that poll (it never reads or writes the descriptor as a socket).
+//!
+//! Deadlines: each waiter bounds its own wait with a timer; when it fires
+//! it expires every overdue entry of the table (the table counts them), so
+//! the receive task needs no timer. A verdict that arrives for an expired
+//! or abandoned request is dropped; if it was an allow, the control plane
+//! gets a `SessionClosed` with zero bytes so it can release the session.
+//!
+//! What it refuses to do: block the core (a full ring or table refuses the
+//! redemption), queue reports (a full ring drops them), or grow (the table
+//! is bounded; the kill map holds one entry per relaying session).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use gatehouse_channel::{
+    ClientAddr, CoreId, CorePort, DenyReason, Envelope, KillSession, PendingTable, RecvError,
+    RedeemKind, RedeemTicket, RequestId, SendError, SessionClosed, SessionId, TicketBytes,
+    ToControl, ToCore, Verdict, WaitDecision,
+};
+use monoio::net::UnixStream;
+use monoio::time::Instant;
+use tracing::warn;
+
+use super::{RedeemError, Redeemed, ReportDropped, SessionReport, TicketRedeemer};
+
+/// Messages the receive task handles before it lets other tasks run.
+const RECEIVE_BATCH: usize = 256;
+/// Pause after a doorbell or ring failure, so a broken channel costs a
+/// wake-up per pause instead of a spinning core.
+const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How a [`ChannelRedeemer`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelRedeemerConfig {
+    /// Time a redemption waits for its verdict; then the client gets `01`
+    /// with reason `control_plane_timeout`.
+    pub deadline: Duration,
+    /// Redemptions in flight per core; one more is refused (`01`, reason
+    /// `pending_full`). Keep it at or below the ring's slot count.
+    pub max_pending: usize,
+}
+
+impl ChannelRedeemerConfig {
+    /// Default verdict deadline.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+    /// Default bound of redemptions in flight per core (the channel's
+    /// default ring size).
+    pub const DEFAULT_MAX_PENDING: usize = 1_024;
+}
+
+impl Default for ChannelRedeemerConfig {
+    /// [`Self::DEFAULT_DEADLINE`], [`Self::DEFAULT_MAX_PENDING`].
+    fn default() -> Self {
+        ChannelRedeemerConfig {
+            deadline: Self::DEFAULT_DEADLINE,
+            max_pending: Self::DEFAULT_MAX_PENDING,
+        }
+    }
+}
+
+/// What a core's channel redeemer has seen (beyond the refusals, which the
+/// core counts by reason).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelRedeemerStats {
+    /// Verdicts that found no waiting request (late, or abandoned).
+    pub stray_verdicts: u64,
+    /// Kill orders carried out.
+    pub kills: u64,
+    /// Kill orders for sessions not relaying on this core.
+    pub stray_kills: u64,
+    /// Messages this core does not act on yet (stats requests, heartbeats).
+    pub ignored: u64,
+    /// Slots that did not decode, or ring/doorbell failures.
+    pub channel_errors: u64,
+}
+
+/// A core's [`TicketRedeemer`] over its [`CorePort`].
+///
+/// Not `Send`: it lives on its core. Without a port (see
+/// [`ChannelRedeemer::unavailable`]) every redemption is refused with
+/// [`RedeemError::NoChannel`].
+#[derive(Debug)]
+pub struct ChannelRedeemer {
+    shared: Option<Rc<Shared>>,
+}
+
+impl ChannelRedeemer {
+    /// Takes over `port` and starts this core's receive task.
+    ///
+    /// Call it on the core's thread, inside its monoio runtime (as
+    /// `HandlerFactory::build` is called). Errors: the doorbell could not be
+    /// duplicated or registered with the driver.
+    pub fn start(port: CorePort, config: ChannelRedeemerConfig) -> io::Result<ChannelRedeemer> {
+        let doorbell = port.doorbell().try_clone_to_owned()?;
+        let doorbell = UnixStream::from_std(StdUnixStream::from(doorbell))?;
+        let shared = Rc::new(Shared {
+            core: port.core(),
+            port: RefCell::new(port),
+            pending: RefCell::new(PendingTable::with_capacity(config.max_pending)),
+            kills: RefCell::new(HashMap::new()),
+            deadline: config.deadline,
+            stats: Cell::new(ChannelRedeemerStats::default()),
+        });
+        monoio::spawn(receive(Rc::downgrade(&shared), doorbell));
+        Ok(ChannelRedeemer {
+            shared: Some(shared),
+        })
+    }
+
+    /// A redeemer for a core that has no port: refuses every ticket.
+    pub fn unavailable() -> ChannelRedeemer {
+        ChannelRedeemer { shared: None }
+    }
+
+    /// The core's channel counters so far.
+    pub fn stats(&self) -> ChannelRedeemerStats {
+        self.shared
+            .as_ref()
+            .map_or_else(ChannelRedeemerStats::default, |s| s.stats.get())
+    }
+}
+
+impl TicketRedeemer for ChannelRedeemer {
+    /// Sends `RedeemTicket { kind: Socks }` and waits for the verdict until
+    /// the configured deadline. Refuses at once when the ring or the
+    /// pending table is full.
+    async fn redeem(&self, ticket: &[u8], client: ClientAddr) -> Result<Redeemed, RedeemError> {
+        let shared = self.shared.as_ref().ok_or(RedeemError::NoChannel)?;
+        // A ticket too long for a message is no STA ticket.
+        let ticket =
+            TicketBytes::new(ticket).map_err(|_| RedeemError::Denied(DenyReason::Malformed))?;
+        let deadline = Instant::now() + shared.deadline;
+        let waiter = Rc::new(Waiter::default());
+        shared.submit(ticket, client, deadline, waiter.clone())?;
+        match monoio::time::timeout_at(deadline, WaitAnswer(&waiter)).await {
+            Ok(answer) => answer,
+            Err(_elapsed) => {
+                shared.expire(Instant::now());
+                Err(RedeemError::ControlPlaneTimeout(shared.deadline))
+            }
+        }
+    }
+
+    fn report(&self, report: SessionReport) -> Result<(), ReportDropped> {
+        let Some(shared) = &self.shared else {
+            return Err(ReportDropped);
+        };
+        let message = match report {
+            SessionReport::Opened(opened) => ToControl::SessionOpened(opened),
+            SessionReport::Closed(closed) => ToControl::SessionClosed(closed),
+        };
+        shared.send(&message).map_err(|_| ReportDropped)
+    }
+
+    fn until_killed(&self, session: SessionId) -> impl Future<Output = ()> {
+        let kill = Rc::new(Kill::default());
+        if let Some(shared) = &self.shared {
+            shared.kills.borrow_mut().insert(session, kill.clone());
+        }
+        KillWatch {
+            shared: self.shared.as_ref(),
+            session,
+            kill,
+        }
+    }
+}
+
+/// The core-local state shared by the redeemer and its receive task.
+#[derive(Debug)]
+struct Shared {
+    core: CoreId,
+    port: RefCell<CorePort>,
+    pending: RefCell<PendingTable<Rc<Waiter>, Instant>>,
+    kills: RefCell<HashMap<SessionId, Rc<Kill>>>,
+    deadline: Duration,
+    stats: Cell<ChannelRedeemerStats>,
+}
+
+impl Shared {
+    /// Records the waiter and sends the request; refuses without waiting.
+    fn submit(
+        &self,
+        ticket: TicketBytes,
+        client: ClientAddr,
+        deadline: Instant,
+        waiter: Rc<Waiter>,
+    ) -> Result<(), RedeemError> {
+        // Entries of abandoned waiters go as soon as they are overdue.
+        self.expire(Instant::now());
+        let mut pending = self.pending.borrow_mut();
+        if pending.len() >= pending.capacity() {
+            return Err(RedeemError::PendingFull);
+        }
+        let mut port = self.port.borrow_mut();
+        let id = port.next_request_id();
+        let request = ToControl::RedeemTicket(RedeemTicket {
+            kind: RedeemKind::Socks,
+            ticket,
+            client,
+        });
+        match port.try_send(id, &request) {
+            Ok(()) => {}
+            Err(SendError::Full) => return Err(RedeemError::ChannelFull),
+            Err(SendError::Corrupt) => {
+                self.count(|s| s.channel_errors += 1);
+                return Err(RedeemError::NoChannel);
+            }
+        }
+        // Room was checked above and ids are fresh: this cannot refuse.
+        pending
+            .insert(id, deadline, waiter)
+            .map_err(|_| RedeemError::PendingFull)
+    }
+
+    /// Fails every overdue waiter with a timeout.
+    fn expire(&self, now: Instant) {
+        let overdue: Vec<Rc<Waiter>> = self
+            .pending
+            .borrow_mut()
+            .expire(now)
+            .map(|(_, waiter)| waiter)
+            .collect();
+        for waiter in overdue {
+            waiter.complete(Err(RedeemError::ControlPlaneTimeout(self.deadline)));
+        }
+    }
+
+    fn send(&self, message: &ToControl) -> Result<(), SendError> {
+        self.port.borrow_mut().try_send(RequestId(0), message)
+    }
+
+    fn count(&self, update: impl FnOnce(&mut ChannelRedeemerStats)) {
+        let mut stats = self.stats.get();
+        update(&mut stats);
+        self.stats.set(stats);
+    }
+
+    /// Acts on one message from the control plane.
+    fn dispatch(&self, envelope: Envelope<ToCore>) {
+        match envelope.message {
+            ToCore::Verdict(verdict) => self.verdict(envelope.request_id, verdict),
+            ToCore::KillSession(KillSession { session }) => {
+                let kill = self.kills.borrow().get(&session).cloned();
+                match kill {
+                    Some(kill) => {
+                        kill.fire();
+                        self.count(|s| s.kills += 1);
+                    }
+                    None => self.count(|s| s.stray_kills += 1),
+                }
+            }
+            ToCore::StatsRequest | ToCore::Heartbeat(_) => self.count(|s| s.ignored += 1),
+        }
+    }
+
+    fn verdict(&self, id: RequestId, verdict: Verdict) {
+        let waiter = self.pending.borrow_mut().complete(id);
+        let answer = match verdict {
+            Verdict::Allow {
+                worker, session, ..
+            } => Ok(Redeemed::new(worker, session)),
+            Verdict::Deny { reason } => Err(RedeemError::Denied(reason)),
+        };
+        match waiter {
+            // The table's reference is the only one left: the handler gave up.
+            Some(waiter) if Rc::strong_count(&waiter) > 1 => waiter.complete(answer),
+            _ => {
+                self.count(|s| s.stray_verdicts += 1);
+                if let Ok(redeemed) = answer {
+                    // Nobody will use this session: let the control plane
+                    // release it (best effort).
+                    let closed = ToControl::SessionClosed(SessionClosed {
+                        session: redeemed.session(),
+                        bytes_up: 0,
+                        bytes_down: 0,
+                        duration_ms: 0,
+                    });
+                    let _ = self.send(&closed);
+                }
+            }
+        }
+    }
+}
+
+/// The receive task of one core: drains the answer ring, sleeps on the
+/// doorbell. Ends when the redeemer is gone.
+async fn receive(shared: Weak<Shared>, doorbell: UnixStream) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let mut handled = 0;
+        let mut failed = false;
+        loop {
+            let received = strong.port.borrow_mut().try_recv();
+            match received {
+                Ok(Some(envelope)) => {
+                    strong.dispatch(envelope);
+                    handled += 1;
+                    if handled == RECEIVE_BATCH {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                // Skipped and counted by the port; the next slot may be fine.
+                Err(RecvError::Message(_)) => strong.count(|s| s.channel_errors += 1),
+                Err(RecvError::Corrupt | RecvError::Doorbell(_)) => {
+                    strong.count(|s| s.channel_errors += 1);
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            warn!(core = strong.core.0, "channel_receive_failed");
+            drop(strong);
+            monoio::time::sleep(FAILURE_BACKOFF).await;
+            continue;
+        }
+        if handled == RECEIVE_BATCH {
+            drop(strong);
+            crate::relay::yield_now().await;
+            continue;
+        }
+        let decision = strong.port.borrow_mut().prepare_wait();
+        if decision == WaitDecision::Receive {
+            continue;
+        }
+        // Hold no strong reference while asleep: the redeemer may go.
+        drop(strong);
+        let woke = doorbell.readable(false).await;
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let reset = strong.port.borrow_mut().after_wake();
+        if woke.is_err() || reset.is_err() {
+            strong.count(|s| s.channel_errors += 1);
+            warn!(core = strong.core.0, "channel_doorbell_failed");
+            drop(strong);
+            monoio::time::sleep(FAILURE_BACKOFF).await;
+        }
+    }
+}
+
+/// Where the receive task leaves a verdict for a waiting redemption.
+#[derive(Default)]
+struct Waiter {
+    answer: Cell<Option<Result<Redeemed, RedeemError>>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter").finish_non_exhaustive()
+    }
+}
+
+impl Waiter {
+    fn complete(&self, answer: Result<Redeemed, RedeemError>) {
+        self.answer.set(Some(answer));
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Completes with the waiter's answer.
+struct WaitAnswer<'a>(&'a Waiter);
+
+impl Future for WaitAnswer<'_> {
+    type Output = Result<Redeemed, RedeemError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.0.answer.take() {
+            Some(answer) => Poll::Ready(answer),
+            None => {
+                self.0.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A relaying session's kill switch, fired by a `KillSession` order.
+#[derive(Default)]
+struct Kill {
+    fired: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for Kill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kill")
+            .field("fired", &self.fired.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kill {
+    fn fire(&self) {
+        self.fired.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// The future of [`ChannelRedeemer::until_killed`]; unregisters on drop.
+struct KillWatch<'a> {
+    shared: Option<&'a Rc<Shared>>,
+    session: SessionId,
+    kill: Rc<Kill>,
+}
+
+impl Future for KillWatch<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.kill.fired.get() {
+            return Poll::Ready(());
+        }
+        self.kill.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+impl Drop for KillWatch<'_> {
+    fn drop(&mut self) {
+        let Some(shared) = self.shared else { return };
+        let mut kills = shared.kills.borrow_mut();
+        // A newer watch of the same session id keeps its entry.
+        if kills
+            .get(&self.session)
+            .is_some_and(|kill| Rc::ptr_eq(kill, &self.kill))
+        {
+            kills.remove(&self.session);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

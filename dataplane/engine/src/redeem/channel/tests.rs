@@ -1,0 +1,130 @@
+//! The channel redeemer on one runtime, the control plane's port driven by
+//! hand from the same thread (no engine).
+
+use std::net::SocketAddr;
+
+use gatehouse_channel::{ControlPort, Geometry, WorkerAddr, in_process};
+
+use super::*;
+
+fn client() -> ClientAddr {
+    ClientAddr(SocketAddr::from(([127, 0, 0, 1], 50_000)))
+}
+
+fn run<F: Future>(future: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("legacy runtime")
+        .block_on(future)
+}
+
+/// The next message the core sent, polling for at most a second.
+async fn next_request(port: &mut ControlPort) -> Envelope<ToControl> {
+    for _ in 0..200 {
+        if let Some(envelope) = port.try_recv().unwrap() {
+            return envelope;
+        }
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the core sent nothing");
+}
+
+#[test]
+fn a_late_allow_for_an_abandoned_redemption_releases_the_session() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 8).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+
+        // The handler gives up before the verdict (its own deadline).
+        let gave_up = monoio::time::timeout(
+            Duration::from_millis(20),
+            redeemer.redeem(b";40;STA01;TICKET", client()),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        let request = next_request(&mut control_port).await;
+        let allow = ToCore::Verdict(Verdict::Allow {
+            worker: WorkerAddr(SocketAddr::from(([127, 0, 0, 1], 1494))),
+            session: SessionId(7),
+            reconnect_ticket: None,
+        });
+        control_port.try_send(request.request_id, &allow).unwrap();
+
+        let released = next_request(&mut control_port).await;
+        assert_eq!(
+            released.message,
+            ToControl::SessionClosed(SessionClosed {
+                session: SessionId(7),
+                bytes_up: 0,
+                bytes_down: 0,
+                duration_ms: 0,
+            })
+        );
+        assert_eq!(redeemer.stats().stray_verdicts, 1);
+    });
+}
+
+#[test]
+fn a_ticket_too_long_for_a_message_is_denied_without_asking() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 8).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let control_port = control.take_ports().unwrap().pop().unwrap();
+        let redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+        let long = vec![b'A'; 200];
+        assert_eq!(
+            redeemer.redeem(&long, client()).await,
+            Err(RedeemError::Denied(DenyReason::Malformed))
+        );
+        assert_eq!(control_port.inbound_backlog(), 0);
+    });
+}
+
+#[test]
+fn a_core_without_a_port_refuses_every_ticket() {
+    run(async {
+        let redeemer = ChannelRedeemer::unavailable();
+        assert_eq!(
+            redeemer.redeem(b"T", client()).await,
+            Err(RedeemError::NoChannel)
+        );
+        let closed = SessionReport::Closed(SessionClosed {
+            session: SessionId(1),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+        });
+        assert_eq!(redeemer.report(closed), Err(ReportDropped));
+    });
+}
+
+#[test]
+fn a_kill_order_fires_only_the_watched_session() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 8).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+        let watched = redeemer.until_killed(SessionId(1));
+        let other = ToCore::KillSession(KillSession {
+            session: SessionId(2),
+        });
+        control_port.try_send(RequestId(0), &other).unwrap();
+        let kill = ToCore::KillSession(KillSession {
+            session: SessionId(1),
+        });
+        control_port.try_send(RequestId(0), &kill).unwrap();
+        monoio::time::timeout(Duration::from_secs(1), watched)
+            .await
+            .expect("killed");
+        let stats = redeemer.stats();
+        assert_eq!((stats.kills, stats.stray_kills), (1, 1));
+        assert!(
+            redeemer.shared.as_ref().unwrap().kills.borrow().is_empty(),
+            "a finished watch unregisters"
+        );
+    });
+}
