@@ -1,53 +1,162 @@
 //! `gatehouse`: the appliance binary. It starts the control plane and the
 //! data-plane cores (see docs/ARCHITECTURE.md).
 //!
-//! Subcommands: `run` (the gateway; control plane still to come) and
-//! `forward` (a plain TCP forwarder on the data-plane cores). Logs go to
-//! stderr through `tracing` (`RUST_LOG` filters, default `info`).
+//! Subcommands: `run` (the gateway: control plane and data plane in one
+//! process), `check-config FILE` (validate a configuration) and `forward`
+//! (a plain TCP forwarder on the data-plane cores). Logs go to stderr
+//! through `tracing` (`RUST_LOG` filters, default `info`; `--log-format
+//! json` for one JSON object per line). A bad configuration or flag exits
+//! with 64.
 #![forbid(unsafe_code)]
 #![allow(
     clippy::print_stderr,
-    reason = "the binary reports fatal errors on stderr"
+    clippy::print_stdout,
+    reason = "the binary reports results and fatal errors on the terminal"
 )]
 
 mod forward;
 mod signals;
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
+use gatehouse::appliance::{self, RunError};
+use gatehouse::config::{self, Config, ConfigError, EXIT_CONFIG};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Exit status for a bad configuration (sysexits `EX_CONFIG`... `EX_USAGE`).
-const EXIT_CONFIG: u8 = 64;
-/// Exit status for a feature that is not built yet (`EX_UNAVAILABLE`).
-const EXIT_UNAVAILABLE: u8 = 69;
-
 /// Gatehouse remote-access gateway.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-enum Cli {
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
     /// Run the gateway (control plane and data plane in one process).
-    Run,
+    Run(RunArgs),
+    /// Check a configuration file: prints `ok`, or the error naming the key
+    /// and exits with 64.
+    CheckConfig {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
     /// Forward TCP connections to one back end on the data-plane cores.
     Forward(forward::ForwardArgs),
 }
 
+/// Flags of `gatehouse run`; each overrides its key of the file.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Configuration file (TOML; see controlplane/gatehouse.example.toml).
+    /// Without it the embedded defaults apply.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for state (`data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Gateway listener, IP:PORT (`gateway.listen`; port 0 picks one,
+    /// logged in `gatehouse_ready`).
+    #[arg(long, value_name = "ADDR")]
+    gateway_listen: Option<SocketAddr>,
+    /// Internal HTTP listener, IP:PORT (`admin.listen`).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
-    let outcome = match cli {
-        Cli::Run => {
-            eprintln!("gatehouse run: the data plane and control plane are not built yet");
-            return ExitCode::from(EXIT_UNAVAILABLE);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
-        Cli::Forward(args) => forward::run(args),
     };
-    match outcome {
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Forward(args) => forward_main(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match run_config(&args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("gatehouse: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match appliance::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gatehouse: {}", chain(&error));
+            if error.is_config() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// The file (or the embedded default) with the flags applied, validated.
+fn run_config(args: &RunArgs) -> Result<Config, ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &args.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    if let Some(addr) = args.gateway_listen {
+        config.gateway.listen = addr;
+    }
+    if let Some(addr) = args.admin_listen {
+        config.admin.listen = addr;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match config::check_config(file) {
+        Ok(()) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", file.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn forward_main(args: forward::ForwardArgs) -> ExitCode {
+    match forward::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gatehouse: {e:#}");
@@ -62,11 +171,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// `error: cause: cause`.
+fn chain(error: &RunError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }

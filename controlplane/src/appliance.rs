@@ -1,0 +1,461 @@
+//! `gatehouse run`: the control plane and the data-plane cores in one
+//! process, wired by an in-process channel (DESIGN.md §3).
+//!
+//! Start order, each step logged and any failure fatal:
+//! 1. the data directory and the gateway certificate (generated on first
+//!    start, see [`crate::certificate`]);
+//! 2. the STA, its sweeper, and the internal HTTP listener ([`crate::admin`]);
+//! 3. the channel (one ring pair per core), the per-core redeem tasks and
+//!    the heartbeat ([`crate::redeem`]);
+//! 4. the engine cores on the gateway listener ([`start_gateway`]).
+//!
+//! Then one `gatehouse_ready` event names the bound addresses (`gateway=`,
+//! `admin=`; useful with port 0). SIGTERM or SIGINT stops accepting and
+//! drains the sessions for `engine.drain_secs` (the redeem tasks keep
+//! answering meanwhile); a second signal cuts them. Then the admin listener
+//! and the tasks stop and `run` returns.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_channel::{
+    AttachError, ControlSide, CorePort, DEFAULT_SLOTS_PER_RING, DataSide, Geometry, MAX_CORES,
+    PortsTaken,
+};
+use gatehouse_engine::detect::Detection;
+use gatehouse_engine::socks::SocksConfig;
+use gatehouse_engine::tls::{TlsAcceptor, TlsSetupError};
+use gatehouse_engine::{
+    ChannelRedeemerConfig, CoreStats, Engine, EngineConfig, EngineError, EngineHandle,
+    GatewayConfig, GatewayFactory,
+};
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::admin;
+use crate::certificate::{self, CertificateError, GatewayCertificate};
+use crate::config::{self, Config, ConfigError, EngineSection};
+use crate::redeem::{
+    self, DEFAULT_RESOLVE_TIMEOUT, HEARTBEAT_PERIOD, RedeemService, SystemResolver,
+};
+use crate::sessions::{SessionIds, SessionTable};
+use crate::sta::Sta;
+use crate::sta::http::{self as sta_http, RemoteError, SharedSta, StaRouter};
+
+/// Worker threads of the control plane's tokio runtime: the control plane
+/// is light next to the data plane, which owns the cores.
+pub const CONTROL_THREADS: usize = 2;
+
+/// How often expired tickets are swept.
+pub const STA_SWEEP_PERIOD: Duration = Duration::from_secs(1);
+
+/// What `engine.idle_timeout_secs = 0` ("never") becomes: the engine wants a
+/// positive timeout, and a year is never for a desktop session.
+pub const IDLE_NEVER: Duration = Duration::from_secs(365 * 24 * 3_600);
+
+/// How long the admin listener may take to finish its requests on shutdown.
+const ADMIN_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why `gatehouse run` could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is invalid (exit 64).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The tokio runtime could not be built.
+    #[error("cannot start the control plane runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gateway certificate could not be read or generated.
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    /// A remote STA URL is unusable.
+    #[error("invalid remote sta")]
+    Sta(#[from] RemoteError),
+    /// The internal listener could not be bound.
+    #[error("cannot listen on {addr} (admin.listen)")]
+    AdminBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The channel between the planes could not be created.
+    #[error("cannot create the channel between the planes")]
+    Channel(#[from] AttachError),
+    /// The channel's ports were taken twice (a bug).
+    #[error(transparent)]
+    Ports(#[from] PortsTaken),
+    /// The gateway certificate or key is unusable for TLS.
+    #[error("cannot use the gateway certificate")]
+    Tls(#[from] TlsSetupError),
+    /// A TLS listener was started without a certificate (a bug).
+    #[error("the tls gateway listener has no certificate")]
+    NoCertificate,
+    /// The engine failed to start or a core died.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A blocking step panicked or was cancelled.
+    #[error("a control plane task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl RunError {
+    /// Whether this is a configuration error (exit 64).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_) | Self::Engine(EngineError::Config(_)) | Self::Sta(_)
+        )
+    }
+}
+
+/// Runs the gateway with `config` until SIGTERM/SIGINT and the drain that
+/// follows. Builds and owns the control plane's tokio runtime
+/// ([`CONTROL_THREADS`] workers); blocks the calling thread.
+///
+/// Errors: [`RunError`]; a start failure stops whatever had started.
+pub fn run(config: Config) -> Result<(), RunError> {
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(CONTROL_THREADS)
+        .thread_name("gatehouse-control")
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.block_on(serve(config))
+}
+
+/// The engine configuration for the `[engine]` section, with `cores`
+/// resolved.
+pub fn engine_config(section: &EngineSection, cores: NonZeroUsize) -> EngineConfig {
+    EngineConfig {
+        cores: Some(cores),
+        pin_cores: section.pin,
+        driver: match section.driver {
+            config::Driver::Auto => gatehouse_engine::Driver::Auto,
+            config::Driver::IoUring => gatehouse_engine::Driver::IoUring,
+            config::Driver::Legacy => gatehouse_engine::Driver::Legacy,
+        },
+        relay: match section.relay {
+            config::Relay::Auto => gatehouse_engine::RelayMode::Auto,
+            config::Relay::Splice => gatehouse_engine::RelayMode::Splice,
+            config::Relay::Copy => gatehouse_engine::RelayMode::Copy,
+        },
+        idle_timeout: match section.idle_timeout_secs {
+            0 => IDLE_NEVER,
+            secs => Duration::from_secs(secs),
+        },
+        max_connections_per_core: section.max_connections_per_core,
+        max_pending_handshakes_per_core: section.max_pending_handshakes_per_core,
+        drain_deadline: Duration::from_secs(section.drain_secs),
+        ..EngineConfig::default()
+    }
+}
+
+/// How many data-plane cores `engine.cores` means: the value, or one per
+/// CPU for 0; at most [`MAX_CORES`] (a channel limit).
+pub fn resolve_cores(configured: usize) -> NonZeroUsize {
+    let wanted = NonZeroUsize::new(configured)
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN);
+    wanted.min(NonZeroUsize::new(usize::from(MAX_CORES)).unwrap_or(NonZeroUsize::MIN))
+}
+
+/// Starts the engine cores on `config.gateway.listen` with the gateway
+/// handler (detect -> TLS -> SOCKSv5 -> redeem over the channel -> relay),
+/// core `i` redeeming through `ports[i]`. `certificate` is required unless
+/// `gateway.plaintext` is set.
+///
+/// Errors: [`RunError::Tls`] (the certificate or key is unusable),
+/// [`RunError::Engine`] (bad engine config, bind failure, core start).
+pub fn start_gateway(
+    config: &Config,
+    certificate: Option<&GatewayCertificate>,
+    ports: Vec<CorePort>,
+) -> Result<EngineHandle, RunError> {
+    let cores = NonZeroUsize::new(ports.len()).unwrap_or(NonZeroUsize::MIN);
+    let engine = engine_config(&config.engine, cores);
+    let handshake = Duration::from_millis(config.gateway.handshake_timeout_ms);
+    let tls = match (config.gateway.plaintext, certificate) {
+        (false, Some(certificate)) => {
+            let acceptor = TlsAcceptor::from_pem(
+                certificate.cert_pem.as_bytes(),
+                certificate.key_pem.as_bytes(),
+            )?;
+            Some(Arc::new(acceptor.with_handshake_deadline(handshake)))
+        }
+        (false, None) => return Err(RunError::NoCertificate),
+        (true, _) => None,
+    };
+    let gateway = GatewayConfig {
+        tls,
+        detection: Detection {
+            deadline: Duration::from_millis(config.gateway.detect_timeout_ms),
+            ..Detection::default()
+        },
+        socks: SocksConfig {
+            deadline: handshake,
+            ..SocksConfig::default()
+        },
+        raw_ica: false,
+    };
+    let redeem = ChannelRedeemerConfig {
+        deadline: verdict_deadline(config),
+        max_pending: ChannelRedeemerConfig::DEFAULT_MAX_PENDING
+            .min(usize::try_from(DEFAULT_SLOTS_PER_RING).unwrap_or(usize::MAX)),
+    };
+    let factory = GatewayFactory::with_channel(gateway, ports, redeem);
+    Ok(Engine::start(engine, &[config.gateway.listen], factory)?)
+}
+
+/// How long a core waits for a verdict: long enough for the slowest answer
+/// the control plane may give (a remote STA at its timeout, then a worker
+/// name resolved at its timeout), plus a second.
+pub fn verdict_deadline(config: &Config) -> Duration {
+    Duration::from_millis(config.sta.remote_timeout_ms)
+        + DEFAULT_RESOLVE_TIMEOUT
+        + Duration::from_secs(1)
+}
+
+/// Everything `run` does inside the runtime.
+async fn serve(config: Config) -> Result<(), RunError> {
+    let mut signals = Signals::catch()?;
+    let certificate = prepare_data_dir(&config)?;
+
+    let sta = Arc::new(Mutex::new(Sta::new(
+        config.sta.id,
+        config.sta.limits(),
+        sta_http::os_fill,
+    )));
+    let router = StaRouter::from_config(sta.clone(), &config.sta)?;
+    let mut background = vec![tokio::spawn(sta_http::sweep_every(
+        sta.clone(),
+        STA_SWEEP_PERIOD,
+    ))];
+    let admin = Admin::start(config.admin.listen, sta).await?;
+
+    let (control, data) = open_channel(resolve_cores(config.engine.cores))?;
+    let service = RedeemService::new(
+        router,
+        Arc::new(SessionTable::new()),
+        Arc::new(SessionIds::new(control.generation())),
+        SystemResolver,
+        DEFAULT_RESOLVE_TIMEOUT,
+    );
+    background.extend(service.spawn_all(control.take_ports()?));
+    let data_ports = data.take_ports()?;
+    background.push(tokio::spawn(redeem::heartbeat(
+        Arc::new(control),
+        HEARTBEAT_PERIOD,
+    )));
+
+    let engine_config = config.clone();
+    let engine = tokio::task::spawn_blocking(move || {
+        start_gateway(&engine_config, certificate.as_ref(), data_ports)
+    })
+    .await??;
+    let gateway_addr = engine
+        .local_addrs()
+        .first()
+        .copied()
+        .unwrap_or(config.gateway.listen);
+    tracing::info!(
+        gateway = %gateway_addr,
+        admin = %admin.addr,
+        cores = engine.cores(),
+        tls = !config.gateway.plaintext,
+        sta = %config.sta.id,
+        data_dir = %config.data_dir.display(),
+        "gatehouse_ready"
+    );
+
+    signals.first().await;
+    // The redeem tasks keep answering while the sessions drain.
+    let joined = drain(
+        engine,
+        signals,
+        Duration::from_secs(config.engine.drain_secs),
+    )
+    .await;
+    admin.stop().await;
+    for task in background {
+        task.abort();
+    }
+    // The data side (and its rings) lives until here, past the engine.
+    drop(data);
+    let total = CoreStats::total(&joined?);
+    tracing::info!(
+        accepted = total.accepted,
+        bytes_up = total.bytes_up,
+        bytes_down = total.bytes_down,
+        drain_cuts = total.drain_cuts,
+        "gatehouse_stopped"
+    );
+    Ok(())
+}
+
+/// Creates the data directory (0700) and, for a TLS listener, loads or
+/// generates the certificate.
+fn prepare_data_dir(config: &Config) -> Result<Option<GatewayCertificate>, RunError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|source| RunError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    if config.gateway.plaintext {
+        return Ok(None);
+    }
+    Ok(Some(certificate::load_or_generate(&config.tls_files())?))
+}
+
+/// The in-process channel with one ring pair per core.
+fn open_channel(cores: NonZeroUsize) -> Result<(ControlSide, DataSide), RunError> {
+    let geometry = u16::try_from(cores.get())
+        .ok()
+        .and_then(|cores| Geometry::new(cores, DEFAULT_SLOTS_PER_RING).ok())
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "engine.cores".to_owned(),
+            message: format!("{cores} cores do not fit the channel (at most {MAX_CORES})"),
+        })?;
+    Ok(gatehouse_channel::in_process(geometry)?)
+}
+
+/// Stops accepting, drains for `deadline` (a second signal cuts the
+/// sessions at once) and waits for the cores.
+async fn drain(
+    engine: EngineHandle,
+    mut signals: Signals,
+    deadline: Duration,
+) -> Result<Vec<CoreStats>, RunError> {
+    let control = engine.control();
+    tokio::task::spawn_blocking(move || control.shutdown(deadline)).await?;
+    let control = engine.control();
+    let cut = tokio::spawn(async move {
+        signals.next().await;
+        tracing::info!("shutdown_cut");
+        let _ = tokio::task::spawn_blocking(move || control.shutdown(Duration::ZERO)).await;
+    });
+    let joined = tokio::task::spawn_blocking(move || engine.join()).await;
+    cut.abort();
+    Ok(joined??)
+}
+
+/// SIGTERM and SIGINT, caught from the start of `serve`.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn catch() -> Result<Self, RunError> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).map_err(RunError::Runtime)?,
+            interrupt: signal(SignalKind::interrupt()).map_err(RunError::Runtime)?,
+        })
+    }
+
+    /// The first signal: logged as `shutdown_requested`.
+    async fn first(&mut self) {
+        let name = self.next().await;
+        tracing::info!(signal = name, "shutdown_requested");
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+/// The running internal HTTP listener.
+struct Admin {
+    addr: SocketAddr,
+    task: JoinHandle<std::io::Result<()>>,
+    stop: Arc<Notify>,
+}
+
+impl Admin {
+    async fn start(listen: SocketAddr, sta: SharedSta) -> Result<Self, RunError> {
+        let bind_error = |source| RunError::AdminBind {
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let stop = Arc::new(Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(admin::serve(listener, admin::router(sta), async move {
+            stopped.notified().await;
+        }));
+        Ok(Self { addr, task, stop })
+    }
+
+    /// Stops accepting and waits (bounded) for the requests in flight.
+    async fn stop(self) {
+        self.stop.notify_one();
+        match tokio::time::timeout(ADMIN_STOP_TIMEOUT, self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(error = %error, "admin_listener_failed"),
+            Ok(Err(error)) => tracing::warn!(error = %error, "admin_listener_failed"),
+            Err(_) => tracing::warn!("admin_listener_stop_timeout"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_section_maps_onto_the_engine_config() {
+        let mut section = EngineSection {
+            pin: true,
+            driver: config::Driver::Legacy,
+            relay: config::Relay::Copy,
+            idle_timeout_secs: 0,
+            drain_secs: 7,
+            ..EngineSection::default()
+        };
+        let engine = engine_config(&section, NonZeroUsize::new(3).unwrap());
+        assert_eq!(engine.cores, NonZeroUsize::new(3));
+        assert!(engine.pin_cores);
+        assert_eq!(engine.driver, gatehouse_engine::Driver::Legacy);
+        assert_eq!(engine.relay, gatehouse_engine::RelayMode::Copy);
+        assert_eq!(engine.idle_timeout, IDLE_NEVER);
+        assert_eq!(engine.drain_deadline, Duration::from_secs(7));
+        engine.validate().unwrap();
+        section.idle_timeout_secs = 30;
+        let engine = engine_config(&section, NonZeroUsize::MIN);
+        assert_eq!(engine.idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn zero_cores_means_one_per_cpu_within_the_channel_limit() {
+        let cpus = std::thread::available_parallelism().unwrap();
+        assert_eq!(resolve_cores(0), cpus.min(NonZeroUsize::new(256).unwrap()));
+        assert_eq!(resolve_cores(3).get(), 3);
+        assert_eq!(resolve_cores(10_000).get(), usize::from(MAX_CORES));
+    }
+}

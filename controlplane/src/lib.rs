@@ -1,0 +1,33 @@
+//! The Gatehouse control plane (tokio) and the pieces of the `gatehouse`
+//! binary that start the data plane next to it.
+//!
+//! What it does today:
+//! - [`config`]: the one typed configuration of `gatehouse run`
+//!   (`deny_unknown_fields`, every key documented, errors name the key).
+//! - [`sta`]: the Secure Ticket Authority (PROTOCOLS.md §3; the exact XML in
+//!   `docs/STA.md`): ticket table, XML codec, HTTP endpoint, remote STAs.
+//! - [`redeem`]: the control plane's end of the shared-memory channel: it
+//!   answers the cores' ticket redemptions with verdicts and keeps the
+//!   session table.
+//! - [`sessions`]: the sessions the cores reported open and closed.
+//! - [`certificate`]: the gateway certificate (configured files, or a
+//!   self-signed ECDSA P-256 one generated into the data directory).
+//! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
+//! - [`appliance`]: `gatehouse run`: the control plane and the engine cores
+//!   in one process, wired by the channel.
+//!
+//! What it refuses to do: parse protocol bytes of the data path (that is
+//! `gatehouse-wire`), block a data-plane core (answers go through bounded
+//! rings; a full ring is retried, never waited on with a lock held), or log
+//! a ticket secret.
+//!
+//! Who calls it: the `gatehouse` binary (`src/main.rs`) and the tests.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod appliance;
+pub mod certificate;
+pub mod config;
+pub mod redeem;
+pub mod sessions;
+pub mod sta;

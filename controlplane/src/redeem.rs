@@ -1,0 +1,518 @@
+//! The control plane's end of the channel: answers each core's ticket
+//! redemptions with a [`Verdict`] and records the sessions the cores
+//! report (DESIGN.md §2A step 5, PROTOCOLS.md §3).
+//!
+//! One task per core ([`RedeemService::serve`]) owns that core's
+//! [`ControlPort`]. For each `RedeemTicket` it spawns the decision
+//! ([`RedeemService::decide`]: redeem at the STA the ticket names, check the
+//! ticket kind, resolve the worker), so a slow remote STA holds up nothing
+//! else; the verdict comes back to the port task, which alone sends. A
+//! request is taken off the ring only while the answer ring has room for
+//! every answer still owed: a slow core backs up its own request ring, and
+//! a verdict is never dropped. Sends refused as full are retried every
+//! [`FULL_RETRY`].
+//!
+//! A SOCKS or CGP launch needs a launch (single-use) ticket and a CGP
+//! reconnect needs a reconnect (refreshable) ticket: [`crate::sta`]
+//! redeems both kinds, and a reconnect ticket presented as a launch would
+//! otherwise work any number of times.
+//!
+//! Logs one event per decision: `ticket_redeemed` (`core`, `peer`,
+//! `proto`, `session`, `worker`) or `deny` (`core`, `peer`, `proto`,
+//! `reason`, `fault`, `error`); and, at debug (the core logs its own at
+//! info), `session_opened` and `session_closed` with the byte counts.
+//! Tickets appear masked only.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use gatehouse_channel::{
+    AsyncPort, ControlPort, ControlSide, CoreId, DenyReason, Envelope, MonotonicMillis, RecvError,
+    RedeemKind, RedeemTicket, RequestId, SendError, SessionId, ToControl, ToCore, Verdict,
+    WorkerAddr,
+};
+use gatehouse_engine::Fault;
+use gatehouse_wire::ticket::StaTicket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::sessions::{SessionIds, SessionRecord, SessionTable};
+use crate::sta::http::{RouteError, StaRouter};
+use crate::sta::{self, StaError, TicketKind};
+
+/// How long a worker's host name may take to resolve by default.
+pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the port task retries when the answer ring is full.
+pub const FULL_RETRY: Duration = Duration::from_millis(1);
+
+/// How often [`heartbeat`] records that the control plane is alive.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_millis(100);
+
+/// Resolves a worker's host name. The control plane uses
+/// [`SystemResolver`]; tests inject their own.
+pub trait Resolve: Send + Sync + 'static {
+    /// Every address of `host` with `port`. An empty list is a failure.
+    fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send;
+}
+
+/// The system resolver (`getaddrinfo` on tokio's blocking pool).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok(tokio::net::lookup_host((host, port)).await?.collect())
+    }
+}
+
+/// Why a redemption was refused: the reason the core answers with, the
+/// log's `reason` label, who is at fault, and the underlying error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the core is told (it picks the protocol reply code from it).
+    pub reason: DenyReason,
+    /// The `reason` field of the `deny` event (snake_case).
+    pub label: &'static str,
+    /// The `fault` field.
+    pub fault: Fault,
+    /// The error behind it, for the log (never a ticket secret).
+    pub error: Option<String>,
+}
+
+/// What an accepted redemption yields before a session id is assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The worker to connect, resolved.
+    pub worker: SocketAddr,
+    /// The kind of ticket that was redeemed.
+    pub kind: TicketKind,
+}
+
+/// Why a port task stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The doorbell could not be registered with tokio.
+    #[error("cannot register the doorbell of core {core}")]
+    Register {
+        /// The core.
+        core: CoreId,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+    /// The request ring is corrupt or its doorbell failed.
+    #[error("the channel of core {core} failed")]
+    Recv {
+        /// The core.
+        core: CoreId,
+        /// What failed.
+        #[source]
+        source: RecvError,
+    },
+    /// The answer ring is corrupt.
+    #[error("the answer ring of core {core} is corrupt")]
+    Send {
+        /// The core.
+        core: CoreId,
+    },
+}
+
+/// Decides redemptions and tracks sessions for every core. Cheap to clone
+/// (everything is shared).
+#[derive(Debug)]
+pub struct RedeemService<R = SystemResolver> {
+    router: StaRouter,
+    sessions: Arc<SessionTable>,
+    ids: Arc<SessionIds>,
+    resolver: Arc<R>,
+    resolve_timeout: Duration,
+}
+
+impl<R> Clone for RedeemService<R> {
+    fn clone(&self) -> Self {
+        Self {
+            router: self.router.clone(),
+            sessions: self.sessions.clone(),
+            ids: self.ids.clone(),
+            resolver: self.resolver.clone(),
+            resolve_timeout: self.resolve_timeout,
+        }
+    }
+}
+
+impl<R: Resolve> RedeemService<R> {
+    /// A service redeeming through `router`, allocating ids from `ids`,
+    /// recording into `sessions`, resolving worker names with `resolver`
+    /// within `resolve_timeout`.
+    pub fn new(
+        router: StaRouter,
+        sessions: Arc<SessionTable>,
+        ids: Arc<SessionIds>,
+        resolver: R,
+        resolve_timeout: Duration,
+    ) -> Self {
+        Self {
+            router,
+            sessions,
+            ids,
+            resolver: Arc::new(resolver),
+            resolve_timeout,
+        }
+    }
+
+    /// The session table the service records into.
+    pub fn sessions(&self) -> &Arc<SessionTable> {
+        &self.sessions
+    }
+
+    /// Spawns [`RedeemService::serve`] for each port on the current tokio
+    /// runtime; a task that stops logs why.
+    pub fn spawn_all(&self, ports: Vec<ControlPort>) -> Vec<JoinHandle<()>> {
+        ports
+            .into_iter()
+            .map(|port| {
+                let service = self.clone();
+                let core = port.core();
+                tokio::spawn(async move {
+                    if let Err(error) = service.serve(port).await {
+                        tracing::error!(core = core.0, error = %error, "channel_task_stopped");
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Serves one core's port until the ring fails (or the task is
+    /// aborted): decisions for `RedeemTicket`, the session table for
+    /// `SessionOpened`/`SessionClosed`. Must run on a tokio runtime with
+    /// I/O and time enabled.
+    ///
+    /// Errors: [`ServeError`]: the doorbell cannot be registered, or a ring
+    /// is corrupt. An undecodable message is logged and skipped.
+    pub async fn serve(self, port: ControlPort) -> Result<(), ServeError> {
+        let core = port.core();
+        let mut port =
+            AsyncPort::new(port).map_err(|source| ServeError::Register { core, source })?;
+        let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<(RequestId, ToCore)>();
+        let mut backlog: VecDeque<(RequestId, ToCore)> = VecDeque::new();
+        // Verdicts being decided; each holds one slot of the answer ring.
+        let mut deciding: u64 = 0;
+        loop {
+            while let Some((request_id, answer)) = backlog.front() {
+                match port.try_send(*request_id, answer) {
+                    Ok(()) => {
+                        backlog.pop_front();
+                    }
+                    Err(SendError::Full) => break,
+                    Err(SendError::Corrupt) => return Err(ServeError::Send { core }),
+                }
+            }
+            let owed = deciding + backlog.len() as u64;
+            let can_take = port.port().outbound_room() > owed;
+            tokio::select! {
+                biased;
+                Some(answer) = answers_rx.recv() => {
+                    deciding = deciding.saturating_sub(1);
+                    backlog.push_back(answer);
+                }
+                received = port.recv(), if can_take => match received {
+                    Ok(envelope) => {
+                        if self.dispatch(core, envelope, &answers_tx) {
+                            deciding += 1;
+                        }
+                    }
+                    Err(RecvError::Message(error)) => {
+                        tracing::warn!(core = core.0, error = %error, "channel_message_refused");
+                    }
+                    Err(source) => return Err(ServeError::Recv { core, source }),
+                },
+                () = tokio::time::sleep(FULL_RETRY), if !can_take || !backlog.is_empty() => {}
+            }
+        }
+    }
+
+    /// Redeems `request` and turns the outcome into the verdict for the
+    /// core, allocating a session id on success. Logs `ticket_redeemed` or
+    /// `deny`.
+    pub async fn verdict(&self, core: CoreId, request: &RedeemTicket) -> Verdict {
+        let peer = request.client.0;
+        let proto = proto(request.kind);
+        let ticket = masked(request);
+        match self.decide(request).await {
+            Ok(grant) => {
+                let session = self.ids.allocate();
+                tracing::info!(
+                    core = core.0,
+                    peer = %peer,
+                    proto,
+                    ticket,
+                    session = %session,
+                    worker = %grant.worker,
+                    "ticket_redeemed"
+                );
+                Verdict::Allow {
+                    worker: WorkerAddr(grant.worker),
+                    session,
+                    reconnect_ticket: None,
+                }
+            }
+            Err(refusal) => {
+                tracing::info!(
+                    core = core.0,
+                    peer = %peer,
+                    proto,
+                    ticket,
+                    reason = refusal.label,
+                    fault = refusal.fault.as_str(),
+                    error = refusal.error.as_deref().unwrap_or(""),
+                    "deny"
+                );
+                Verdict::Deny {
+                    reason: refusal.reason,
+                }
+            }
+        }
+    }
+
+    /// The decision alone: redeem the ticket at the STA its `STA_ID` names,
+    /// check its kind against how it was presented (SOCKS and CGP need a
+    /// launch ticket, CGP reconnect a reconnect ticket), pick the address
+    /// (ICA for SOCKS, CGP otherwise) and resolve it.
+    ///
+    /// Errors: a [`Refusal`] for every way it can fail.
+    pub async fn decide(&self, request: &RedeemTicket) -> Result<Grant, Refusal> {
+        let redeemed = self
+            .router
+            .redeem(request.ticket.as_bytes())
+            .await
+            .map_err(|error| refusal_of_route(&error))?;
+        let (expected, target) = match request.kind {
+            RedeemKind::Socks => (TicketKind::SingleUse, Some(redeemed.data.ica_address)),
+            RedeemKind::Cgp => (TicketKind::SingleUse, redeemed.data.cgp_target()),
+            RedeemKind::CgpReconnect => (TicketKind::Refreshable, redeemed.data.cgp_target()),
+        };
+        if redeemed.kind != expected {
+            let label = match redeemed.kind {
+                TicketKind::Refreshable => "reconnect_ticket_as_launch",
+                TicketKind::SingleUse => "launch_ticket_as_reconnect",
+            };
+            return Err(Refusal {
+                reason: DenyReason::UnknownTicket,
+                label,
+                fault: Fault::Client,
+                error: None,
+            });
+        }
+        let Some(target) = target else {
+            return Err(Refusal {
+                reason: DenyReason::WorkerUnreachable,
+                label: "no_cgp_address",
+                fault: Fault::ControlPlane,
+                error: Some("the ticket carries no CGPAddress".to_owned()),
+            });
+        };
+        let worker = self.resolve(&target).await?;
+        Ok(Grant {
+            worker,
+            kind: redeemed.kind,
+        })
+    }
+
+    async fn resolve(&self, target: &sta::WorkerAddr) -> Result<SocketAddr, Refusal> {
+        if let Ok(ip) = target.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, target.port));
+        }
+        let unreachable = |label, error: String| Refusal {
+            reason: DenyReason::WorkerUnreachable,
+            label,
+            fault: Fault::Worker,
+            error: Some(error),
+        };
+        let lookup = self.resolver.resolve(&target.host, target.port);
+        match tokio::time::timeout(self.resolve_timeout, lookup).await {
+            Ok(Ok(addrs)) => addrs.into_iter().next().ok_or_else(|| {
+                unreachable("worker_unresolved", format!("{target} has no address"))
+            }),
+            Ok(Err(error)) => Err(unreachable(
+                "worker_unresolved",
+                format!("cannot resolve {target}: {error}"),
+            )),
+            Err(_) => Err(unreachable(
+                "worker_resolve_timeout",
+                format!("resolving {target} took over {:?}", self.resolve_timeout),
+            )),
+        }
+    }
+
+    /// Acts on one message; `true` when a verdict is now owed for it.
+    fn dispatch(
+        &self,
+        core: CoreId,
+        envelope: Envelope<ToControl>,
+        answers: &mpsc::UnboundedSender<(RequestId, ToCore)>,
+    ) -> bool {
+        let request_id = envelope.request_id;
+        match envelope.message {
+            ToControl::RedeemTicket(request) => {
+                let service = self.clone();
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    let verdict = service.verdict(core, &request).await;
+                    // The port task is gone only when it is shutting down.
+                    let _ = answers.send((request_id, ToCore::Verdict(verdict)));
+                });
+                true
+            }
+            ToControl::SessionOpened(opened) => {
+                self.sessions.open(SessionRecord {
+                    session: opened.session,
+                    core,
+                    client: opened.client,
+                    worker: opened.worker,
+                    opened_at: SystemTime::now(),
+                    bytes_up: 0,
+                    bytes_down: 0,
+                    duration: Duration::ZERO,
+                });
+                tracing::debug!(
+                    core = core.0,
+                    session = %opened.session,
+                    peer = %opened.client.0,
+                    worker = %opened.worker.0,
+                    "session_opened"
+                );
+                false
+            }
+            ToControl::SessionClosed(closed) => {
+                let duration = Duration::from_millis(closed.duration_ms);
+                let record = self.sessions.close(
+                    closed.session,
+                    closed.bytes_up,
+                    closed.bytes_down,
+                    duration,
+                );
+                log_closed(core, closed.session, record.as_ref(), &closed);
+                false
+            }
+            ToControl::StatsReport(report) => {
+                tracing::debug!(
+                    core = core.0,
+                    counters = report.counters().len(),
+                    "stats_report"
+                );
+                false
+            }
+            ToControl::Heartbeat(_) => false,
+        }
+    }
+}
+
+/// Records the control plane's heartbeat into the segment every `period`,
+/// forever; spawn it next to the port tasks and abort it on shutdown.
+pub async fn heartbeat(side: Arc<ControlSide>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        side.beat(MonotonicMillis::now());
+    }
+}
+
+fn log_closed(
+    core: CoreId,
+    session: SessionId,
+    record: Option<&SessionRecord>,
+    closed: &gatehouse_channel::SessionClosed,
+) {
+    let peer = record.map(|r| r.client.0.to_string()).unwrap_or_default();
+    let worker = record.map(|r| r.worker.0.to_string()).unwrap_or_default();
+    // The core logs the session's own `session_closed` at info; this is
+    // the control plane's record of it.
+    tracing::debug!(
+        core = core.0,
+        session = %session,
+        peer,
+        worker,
+        bytes_up = closed.bytes_up,
+        bytes_down = closed.bytes_down,
+        duration_ms = closed.duration_ms,
+        "session_closed"
+    );
+}
+
+/// The refusal for a failed STA call.
+fn refusal_of_route(error: &RouteError) -> Refusal {
+    let (reason, label, fault) = match error {
+        RouteError::Malformed(_) => (DenyReason::Malformed, "malformed_ticket", Fault::Client),
+        RouteError::UnknownSta(_) => (DenyReason::UnknownSta, "unknown_sta", Fault::Client),
+        RouteError::Remote { .. } => (
+            DenyReason::StaUnreachable,
+            "sta_unreachable",
+            Fault::ControlPlane,
+        ),
+        RouteError::Refused(refused) => match refused {
+            StaError::UnknownTicket => (DenyReason::UnknownTicket, "unknown_ticket", Fault::Client),
+            StaError::Expired => (DenyReason::Expired, "expired_ticket", Fault::Client),
+            StaError::Reused => (DenyReason::Reused, "reused_ticket", Fault::Client),
+            // A revoked ticket is used up, as far as the client can tell.
+            StaError::Revoked => (DenyReason::Reused, "revoked_ticket", Fault::Client),
+            // The STA configured for this ID says the ticket is not its
+            // own: the STA_ID map is wrong.
+            StaError::WrongAuthority => (
+                DenyReason::UnknownSta,
+                "wrong_authority",
+                Fault::ControlPlane,
+            ),
+            StaError::Full
+            | StaError::Random
+            | StaError::NotRefreshable
+            | StaError::DataTooLarge { .. } => {
+                (DenyReason::Internal, "sta_error", Fault::ControlPlane)
+            }
+        },
+    };
+    Refusal {
+        reason,
+        label,
+        fault,
+        error: Some(error_chain(error)),
+    }
+}
+
+/// `error: cause: cause`, for one log field.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn proto(kind: RedeemKind) -> &'static str {
+    match kind {
+        RedeemKind::Socks => "socks5",
+        RedeemKind::Cgp => "cgp",
+        RedeemKind::CgpReconnect => "cgp_reconnect",
+    }
+}
+
+/// The ticket as logs may show it (`;40;STA01;K3J9…`), or `malformed`.
+fn masked(request: &RedeemTicket) -> String {
+    StaTicket::decode(request.ticket.as_bytes())
+        .map_or_else(|_| "malformed".to_owned(), |ticket| ticket.to_string())
+}
+
+#[cfg(test)]
+mod tests;
