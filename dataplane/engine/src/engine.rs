@@ -172,7 +172,10 @@ impl Engine {
 
 /// Picks the driver for `Auto`, checks io_uring when it is forced.
 fn resolve_driver(wanted: Driver) -> Result<Driver, EngineError> {
-    let uring = monoio::utils::detect_uring();
+    if wanted == Driver::Legacy {
+        return Ok(Driver::Legacy);
+    }
+    let uring = probe_uring();
     match wanted {
         Driver::Legacy => Ok(Driver::Legacy),
         Driver::IoUring if uring => Ok(Driver::IoUring),
@@ -185,6 +188,22 @@ fn resolve_driver(wanted: Driver) -> Result<Driver, EngineError> {
             Ok(Driver::Legacy)
         }
     }
+}
+
+/// Probes for io_uring on a short-lived thread of its own.
+///
+/// The probe creates and closes a ring; the kernel finishes tearing it down
+/// with task work queued on the creating thread, which interrupts that
+/// thread's next blocking system call with `EINTR`. Probing on a throwaway
+/// thread keeps that away from the caller (the binary's signal loop, a
+/// test's blocking reads).
+fn probe_uring() -> bool {
+    std::thread::Builder::new()
+        .name("gatehouse-uring-probe".into())
+        .spawn(monoio::utils::detect_uring)
+        .ok()
+        .and_then(|probe| probe.join().ok())
+        .unwrap_or(false)
 }
 
 /// The running engine: stop it, observe it, wait for it.

@@ -145,6 +145,8 @@ pub fn sees_close(stream: &mut TcpStream, within: Duration) -> bool {
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
+            // A signal delivered to this thread is not a close.
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return false;
             }
@@ -203,6 +205,7 @@ impl Echo {
                     let mut buf = vec![0u8; 64 * 1_024];
                     loop {
                         match stream.read(&mut buf) {
+                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                             Ok(0) | Err(_) => break,
                             Ok(n) => {
                                 if stream.write_all(&buf[..n]).is_err() {
