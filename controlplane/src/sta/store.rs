@@ -15,8 +15,9 @@
 //!   |  use)     |  able)   |  issues a new   |                |
 //!   v           v          |  Live ticket)   v                v
 //! Spent       Live         v               Spent            gone
-//! (Reused)   (unchanged) Spent (Reused)   (Revoked)     (Expired until swept,
-//!   |                      |                 |           then UnknownTicket)
+//! (Reused)   (unchanged) Spent (Reused)   (Revoked)     Spent (Expired)
+//!   |                      |                 |           for EXPIRED_GRACE,
+//!   |                      |                 |           then UnknownTicket
 //!   +---- original expiry: swept, then UnknownTicket ----+
 //! ```
 //!
@@ -24,6 +25,11 @@
 //! second use is told `Reused` rather than `UnknownTicket`; tombstones are
 //! bounded by `max_tickets` too, and past that bound a spent ticket is
 //! forgotten at once (a second use then says `UnknownTicket`: still refused).
+//!
+//! A ticket that expires unredeemed becomes an `Expired` tombstone when
+//! the sweep reaches it and stays one for [`EXPIRED_GRACE`], so a late
+//! client is told `Expired` however the sweep and the redemption race
+//! (within the same tombstone bound).
 //!
 //! Memory is bounded: at most `max_tickets` live tickets plus `max_tickets`
 //! tombstones, and the expiry queues hold at most about twice that (see
@@ -121,6 +127,9 @@ pub struct Sta {
     // tombstone, expired on lookup) stays until popped or compacted away.
     single_use_expiry: VecDeque<Deadline>,
     refreshable_expiry: VecDeque<Deadline>,
+    // Ends of the `Expired` tombstones' grace. Filled as the sweep pops the
+    // two queues above, so sorted to within one sweep's span.
+    expired_grace: VecDeque<Deadline>,
     live: usize,
     spent: usize,
     latest: Option<Instant>,
@@ -166,6 +175,7 @@ impl Sta {
             tickets: HashMap::with_hasher(hasher),
             single_use_expiry: VecDeque::new(),
             refreshable_expiry: VecDeque::new(),
+            expired_grace: VecDeque::new(),
             live: 0,
             spent: 0,
             latest: None,
@@ -288,8 +298,10 @@ impl Sta {
         Ok(())
     }
 
-    /// Forgets every ticket and tombstone whose lifetime ended at or before
-    /// `now`. Returns how many entries left the table. Amortized O(1) per
+    /// Forgets every tombstone whose lifetime ended at or before `now`, and
+    /// turns every ticket that expired unredeemed into an `Expired`
+    /// tombstone for [`EXPIRED_GRACE`]. Returns how many entries left the
+    /// table. Amortized O(1) per
     /// issued ticket: each queue entry is popped once.
     pub fn sweep(&mut self, now: Instant) -> usize {
         let now = self.observe(now);
@@ -309,7 +321,7 @@ impl Sta {
     /// Entries in the expiry queues, stale ones included (for tests and
     /// metrics: bounded by about `4 × max_tickets`).
     pub fn queued(&self) -> usize {
-        self.single_use_expiry.len() + self.refreshable_expiry.len()
+        self.single_use_expiry.len() + self.refreshable_expiry.len() + self.expired_grace.len()
     }
 
     fn observe(&mut self, now: Instant) -> Instant {
@@ -409,11 +421,16 @@ impl Sta {
     fn sweep_up_to(&mut self, now: Instant, budget: usize) -> usize {
         let mut removed = 0;
         let mut popped = 0;
-        for which in [TicketKind::SingleUse, TicketKind::Refreshable] {
+        for which in [
+            Some(TicketKind::SingleUse),
+            Some(TicketKind::Refreshable),
+            None,
+        ] {
             while popped < budget {
                 let queue = match which {
-                    TicketKind::SingleUse => &mut self.single_use_expiry,
-                    TicketKind::Refreshable => &mut self.refreshable_expiry,
+                    Some(TicketKind::SingleUse) => &mut self.single_use_expiry,
+                    Some(TicketKind::Refreshable) => &mut self.refreshable_expiry,
+                    None => &mut self.expired_grace,
                 };
                 let Some(front) = queue.front() else { break };
                 if front.at > now {
@@ -425,14 +442,25 @@ impl Sta {
                 popped += 1;
                 // The entry is this ticket only if the deadlines agree (a
                 // stale queue entry may outlive its ticket).
-                if self
-                    .tickets
-                    .get(&secret)
-                    .is_some_and(|slot| slot.expires_at() == at)
-                {
-                    self.forget(&secret);
-                    removed += 1;
+                let unredeemed = match self.tickets.get(&secret) {
+                    Some(slot) if slot.expires_at() == at => matches!(slot, Slot::Live(_)),
+                    _ => continue,
+                };
+                if unredeemed && self.spend(&secret, SpentBy::Expiry).is_some() {
+                    // `spend` kept a tombstone: give it its grace.
+                    if let Some(Slot::Spent { expires_at, .. }) = self.tickets.get_mut(&secret) {
+                        *expires_at = at + EXPIRED_GRACE;
+                        self.expired_grace.push_back(Deadline {
+                            at: at + EXPIRED_GRACE,
+                            secret,
+                        });
+                        continue;
+                    }
                 }
+                if self.tickets.contains_key(&secret) {
+                    self.forget(&secret);
+                }
+                removed += 1;
             }
         }
         removed
@@ -455,6 +483,7 @@ impl Sta {
         };
         self.single_use_expiry.retain(current);
         self.refreshable_expiry.retain(current);
+        self.expired_grace.retain(current);
     }
 }
 
@@ -490,6 +519,7 @@ enum SpentBy {
     Redeem,
     Refresh,
     Revoke,
+    Expiry,
 }
 
 impl SpentBy {
@@ -497,9 +527,14 @@ impl SpentBy {
         match self {
             Self::Redeem | Self::Refresh => StaError::Reused,
             Self::Revoke => StaError::Revoked,
+            Self::Expiry => StaError::Expired,
         }
     }
 }
+
+/// How long a ticket that expired unredeemed is still reported as
+/// `Expired` (rather than `UnknownTicket`) after its lifetime.
+pub const EXPIRED_GRACE: Duration = Duration::from_secs(120);
 
 struct Deadline {
     at: Instant,

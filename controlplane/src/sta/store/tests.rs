@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use gatehouse_wire::ticket::{StaTicket, TICKET_LEN, Ticket, TicketVersion};
 use proptest::prelude::*;
 
-use super::{COMPACT_SLACK, Sta, StaLimits};
+use super::{COMPACT_SLACK, EXPIRED_GRACE, Sta, StaLimits};
 use crate::sta::tests::{sample_data, seeded, sta_id};
 use crate::sta::{StaError, TicketData, TicketKind};
 
@@ -258,24 +258,41 @@ fn full_table_refuses_until_tickets_expire() {
 }
 
 #[test]
-fn sweep_forgets_expired_tickets_and_tombstones() {
+fn sweep_forgets_tombstones_and_keeps_expired_tickets_as_expired_for_the_grace() {
     let clock = Clock::new();
     let mut sta = sta();
     let spent = sta
         .issue(data(), TicketKind::SingleUse, clock.at(0.0))
         .unwrap();
-    sta.issue(data(), TicketKind::SingleUse, clock.at(0.0))
+    let late = sta
+        .issue(data(), TicketKind::SingleUse, clock.at(0.0))
         .unwrap();
     sta.issue(data(), TicketKind::Refreshable, clock.at(0.0))
         .unwrap();
     sta.redeem(&spent.ticket, clock.at(1.0)).unwrap();
     assert_eq!(sta.sweep(clock.at(99.0)), 0);
-    assert_eq!(sta.sweep(clock.at(100.0)), 2);
+    // The spent ticket's tombstone leaves; the unredeemed one becomes an
+    // `Expired` tombstone.
+    assert_eq!(sta.sweep(clock.at(100.0)), 1);
+    assert_eq!((sta.live(), sta.tombstones()), (1, 1));
+    assert_eq!(
+        sta.redeem(&late.ticket, clock.at(150.0)),
+        Err(StaError::Expired)
+    );
+    let grace = EXPIRED_GRACE.as_secs_f64();
+    assert_eq!(sta.sweep(clock.at(100.0 + grace - 1.0)), 0);
+    assert_eq!(sta.sweep(clock.at(100.0 + grace)), 1);
     assert_eq!((sta.live(), sta.tombstones()), (1, 0));
-    assert_eq!(sta.sweep(clock.at(500.0)), 1);
+    assert_eq!(
+        sta.redeem(&late.ticket, clock.at(100.0 + grace)),
+        Err(StaError::UnknownTicket)
+    );
+    assert_eq!(sta.sweep(clock.at(500.0)), 0);
+    assert_eq!((sta.live(), sta.tombstones()), (0, 1));
+    assert_eq!(sta.sweep(clock.at(500.0 + grace)), 1);
     assert_eq!((sta.live(), sta.tombstones(), sta.queued()), (0, 0, 0));
     assert_eq!(
-        sta.redeem(&spent.ticket, clock.at(500.0)),
+        sta.redeem(&spent.ticket, clock.at(500.0 + grace)),
         Err(StaError::UnknownTicket)
     );
 }
@@ -333,7 +350,7 @@ fn time_going_backwards_is_taken_as_the_latest_time_seen() {
     sta.sweep(clock.at(200.0));
     assert_eq!(
         sta.redeem(&issued.ticket, clock.at(1.0)),
-        Err(StaError::UnknownTicket)
+        Err(StaError::Expired)
     );
 }
 
