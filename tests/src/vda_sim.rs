@@ -1,0 +1,54 @@
+//! The worker: the real `vda-sim` binary with a raw ICA listener.
+//!
+//! `vda-sim --ica-listen 127.0.0.1:0 --announce` prints `ica=ADDR` on
+//! stdout once it listens; on every connection it sends the ICA detect
+//! string ([`crate::socks::ICA_DETECT`]) first, then echoes what it gets
+//! (unless the first bytes are `STREAM <n>\n`, which the tests never send).
+
+use std::net::SocketAddr;
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::bins;
+use crate::process::Process;
+
+/// A running `vda-sim`, stopped by PID when dropped.
+#[derive(Debug)]
+pub struct VdaSim {
+    process: Process,
+    ica: SocketAddr,
+}
+
+impl VdaSim {
+    /// Starts the sim on an ephemeral loopback port and waits (bounded) for
+    /// its announce line.
+    pub fn start() -> Self {
+        let mut child = Command::new(bins::vda_sim())
+            .args(["--ica-listen", "127.0.0.1:0", "--announce"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vda-sim starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut process = Process::new("vda-sim", child, stdout);
+        let announce = process.wait_for("announce line", |line| line.starts_with("ica="));
+        let ica = announce
+            .text
+            .split_whitespace()
+            .find_map(|part| part.strip_prefix("ica="))
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no ICA address in {:?}", announce.text));
+        Self { process, ica }
+    }
+
+    /// The ICA listener (what a ticket's `ICAAddress` names).
+    pub fn ica(&self) -> SocketAddr {
+        self.ica
+    }
+
+    /// SIGTERM by PID and the exit status (bounded).
+    pub fn stop(mut self) -> ExitStatus {
+        self.process.stop()
+    }
+}
