@@ -143,12 +143,13 @@ pub enum Driver {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RelayMode {
-    /// Today the same as [`RelayMode::Splice`]. Measured on our 2-vCPU VM:
+    /// Copy until bulk: each direction of a TCP ↔ TCP session starts with
+    /// `read(2)`/`write(2)` through a pooled buffer and switches to splice
+    /// once two reads in a row fill the buffer. Measured on our 2-vCPU VM:
     /// splice spends about a third of copy's CPU per relayed byte (0.22–0.27
     /// against 0.54–0.85 CPU-seconds per GB) and holds no buffer while a
-    /// session is idle (6 KiB of user memory per idle session against 38);
-    /// copy answered 1 KiB ping-pong 10–25 % faster at p50. See the
-    /// [`crate::relay`] docs.
+    /// session is idle; plain copying answers small ping-pong faster. See
+    /// the [`crate::relay`] docs.
     Auto,
     /// `splice(2)` through a pipe per direction (TCP ↔ TCP only).
     Splice,

@@ -436,7 +436,12 @@ on_both_drivers! {
         let (listener, addr) = listen();
         let client = peer(move || {
             let mut stream = connect(addr);
-            stream.write_all(b"\x05\x01\x00\x05\x01\x00\x03\x10;40").unwrap();
+            stream.write_all(b"\x05\x01\x00").unwrap();
+            // Read the method selection first: closing with it unread would
+            // make the kernel answer a reset instead of a clean hang-up.
+            let mut selection = [0u8; 2];
+            stream.read_exact(&mut selection).unwrap();
+            stream.write_all(b"\x05\x01\x00\x03\x10;40").unwrap();
         });
         let (refused, _) = expect_refusal(gateway(&listener, &redeemer, &SocksConfig::default()).await);
         assert!(matches!(refused, Refused::ClosedEarly), "{refused:?}");

@@ -260,12 +260,14 @@ async fn run_splice(
         }
     }
     let pipes = session.pipes();
+    let copy_first = (session.relay_mode() == RelayMode::Auto).then(|| session.buffers());
     let up = splice::pump(
         &client,
         RelaySide::Client,
         &backend,
         RelaySide::Backend,
         pipes,
+        copy_first,
         |n| session.count_up(n),
     );
     let down = splice::pump(
@@ -274,6 +276,7 @@ async fn run_splice(
         &client,
         RelaySide::Client,
         pipes,
+        copy_first,
         |n| session.count_down(n),
     );
     match monoio::try_join!(up, down) {

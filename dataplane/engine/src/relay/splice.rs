@@ -18,6 +18,13 @@
 //! for the source to become readable, so an idle session owns no pipe.
 //! A pipe that still holds bytes when its session ends (error, cut) is
 //! closed instead of pooled.
+//!
+//! Copy until bulk (`relay = "auto"`, what HAProxy calls splice-auto): a
+//! direction starts with plain non-blocking `read(2)`/`write(2)` through a
+//! pooled 16 KiB buffer — one system call each way for a small message,
+//! where splice needs two plus a pipe — and switches to splice for good
+//! once [`BULK_STREAK`] reads in a row fill the whole buffer. The buffer is
+//! held only while bytes are in flight, like the pipe.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -27,6 +34,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use monoio::net::TcpStream;
 
 use super::{Failure, IoOp, RelaySide, Turn};
+use crate::pool::BufPool;
+
+/// Full-buffer reads in a row after which a direction is bulk and splices.
+pub(crate) const BULK_STREAK: u32 = 2;
 
 /// A pipe: both ends non-blocking, close-on-exec.
 #[derive(Debug)]
@@ -179,6 +190,7 @@ pub(crate) async fn pump(
     dst: &TcpStream,
     dst_side: RelaySide,
     pipes: &PipePool,
+    copy_first: Option<&BufPool>,
     mut count: impl FnMut(u64),
 ) -> Result<(), Failure> {
     let fail = |side, op, err: io::Error| Failure::Io {
@@ -186,6 +198,13 @@ pub(crate) async fn pump(
         op,
         kind: err.kind(),
     };
+    if let Some(bufs) = copy_first {
+        let ended = copy_until_bulk(src, src_side, dst, dst_side, bufs, &mut count).await?;
+        if ended {
+            let _ = shutdown_write(dst);
+            return Ok(());
+        }
+    }
     let mut loan = PipeLoan {
         pool: pipes,
         pipe: None,
@@ -238,6 +257,109 @@ pub(crate) async fn pump(
     // The peer may already be gone; the other direction reports that.
     let _ = shutdown_write(dst);
     Ok(())
+}
+
+/// The copy phase of `relay = "auto"`: relays with `read(2)`/`write(2)`
+/// through a pooled buffer until the direction proves to be bulk
+/// (`Ok(false)`: go on with splice) or the source ends (`Ok(true)`).
+async fn copy_until_bulk(
+    src: &TcpStream,
+    src_side: RelaySide,
+    dst: &TcpStream,
+    dst_side: RelaySide,
+    bufs: &BufPool,
+    count: &mut impl FnMut(u64),
+) -> Result<bool, Failure> {
+    let fail = |side, op, err: io::Error| Failure::Io {
+        side,
+        op,
+        kind: err.kind(),
+    };
+    let mut streak = 0;
+    let mut turn = Turn::default();
+    loop {
+        let mut loan = bufs.take();
+        let mut buf = loan.lend();
+        let read = read_into(src.as_raw_fd(), &mut buf);
+        let n = match read {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing to read: the buffer goes back while we wait.
+                loan.restore(buf);
+                drop(loan);
+                src.readable(false)
+                    .await
+                    .map_err(|e| fail(src_side, IoOp::Read, e))?;
+                turn.waited();
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                loan.restore(buf);
+                continue;
+            }
+            Err(e) => return Err(fail(src_side, IoOp::Read, e)),
+        };
+        let mut sent = 0;
+        while sent < n {
+            match write_from(dst.as_raw_fd(), &buf[sent..n]) {
+                Ok(0) => {
+                    return Err(Failure::Io {
+                        side: dst_side,
+                        op: IoOp::Write,
+                        kind: io::ErrorKind::WriteZero,
+                    });
+                }
+                Ok(m) => {
+                    sent += m;
+                    count(m as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    dst.writable(false)
+                        .await
+                        .map_err(|e| fail(dst_side, IoOp::Write, e))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(fail(dst_side, IoOp::Write, e)),
+            }
+        }
+        let full = n == buf.capacity();
+        loan.restore(buf);
+        drop(loan);
+        streak = if full { streak + 1 } else { 0 };
+        if streak >= BULK_STREAK {
+            return Ok(false);
+        }
+        turn.moved(n as u64).await;
+    }
+}
+
+/// One non-blocking `read(2)` into the spare capacity of `buf`, which must
+/// be empty; on success `buf` holds the bytes read.
+fn read_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.clear();
+    // SAFETY: the pointer and length describe `buf`'s allocated capacity,
+    // which the kernel may write; the descriptor is open (the caller
+    // borrows its owner).
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = usize::try_from(n).unwrap_or(0).min(buf.capacity());
+    // SAFETY: the kernel initialized the first `n` bytes (n <= capacity).
+    unsafe { buf.set_len(n) };
+    Ok(n)
+}
+
+/// One non-blocking `write(2)` of `bytes`.
+fn write_from(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe the initialized slice; the
+    // descriptor is open (the caller borrows its owner).
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// One non-blocking `splice(2)` of at most `len` bytes.
