@@ -2,17 +2,20 @@
 //! configurations of each shape. Parsing lives here, not in the binary, so it
 //! is unit-tested.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::connrate::{ConnrateConfig, SocksPreamble};
+use crate::connrate::{ConnrateConfig, SocksDestination, SocksPreamble};
 use crate::idle::IdleConfig;
 use crate::rr::RrConfig;
 use crate::socks::{ICA_PORT, PreambleError, SocksHost};
+use crate::sta::{self, StaUrl, TicketPlan};
 use crate::stream::StreamConfig;
+use crate::tls::{DEFAULT_SERVER_NAME, TlsOptions};
 
 /// Longest run any shape accepts, so a typo cannot start a day-long run.
 const MAX_SECONDS: f64 = 3_600.0;
@@ -108,12 +111,62 @@ pub struct ConnrateArgs {
     /// Domain text of the SOCKS5 CONNECT (for a gateway, the ticket text).
     #[arg(long, default_value = "gatehouse-load")]
     pub socks_host: String,
+    /// CONNECT to this IP address (ATYP 1 or 4) instead of a domain text:
+    /// for a plain SOCKS5 server in front of the echo.
+    #[arg(long, conflicts_with_all = ["socks_host", "sta_url"])]
+    pub socks_ip: Option<IpAddr>,
     /// Port of the SOCKS5 CONNECT.
     #[arg(long, default_value_t = ICA_PORT)]
     pub socks_port: u16,
+    /// STA endpoint (`http://IP:PORT/scripts/ctxsta.dll`): fetch tickets
+    /// before the timed part and CONNECT with a fresh one per connection.
+    #[arg(long, requires_all = ["worker", "preamble"], conflicts_with = "socks_host")]
+    pub sta_url: Option<StaUrl>,
+    /// `ICAAddress` of the fetched tickets: the worker the gateway connects
+    /// (`host:port`, e.g. an echo back-end).
+    #[arg(long, requires = "sta_url")]
+    pub worker: Option<String>,
+    /// Tickets to fetch (1 to 2,000,000); a run that spends them all ends early.
+    #[arg(long, default_value_t = sta::DEFAULT_TICKETS, value_parser = parse_tickets, requires = "sta_url")]
+    pub tickets: usize,
+    /// Parallel keep-alive HTTP connections fetching tickets.
+    #[arg(long, default_value = "4", requires = "sta_url")]
+    pub sta_connections: NonZeroUsize,
+    /// Requests written at once on each of those connections (1 to 256).
+    #[arg(long, default_value_t = sta::DEFAULT_PIPELINE, value_parser = parse_pipeline, requires = "sta_url")]
+    pub sta_pipeline: usize,
+    /// TLS handshake first (then the preamble, if any, inside TLS).
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM certificates to trust (e.g. `<data_dir>/tls/gateway.crt`).
+    #[arg(long, requires = "tls", conflicts_with = "tls_insecure")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any server certificate (handshake signatures still checked).
+    #[arg(long, requires = "tls")]
+    pub tls_insecure: bool,
+    /// Server name sent (SNI) and verified.
+    #[arg(long, default_value = DEFAULT_SERVER_NAME, requires = "tls")]
+    pub tls_server_name: String,
+    /// Make every handshake a full one (no session resumption).
+    #[arg(long, requires = "tls")]
+    pub tls_no_resumption: bool,
     /// Runtime threads driving the connections.
     #[arg(long, default_value = "2")]
     pub threads: NonZeroUsize,
+}
+
+/// Why `connrate`'s arguments do not make a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The SOCKS host text does not fit ATYP 3.
+    #[error("bad --socks-host")]
+    Preamble(#[from] PreambleError),
+    /// `--socks-ip` without `--preamble socks5`.
+    #[error("--socks-ip needs --preamble socks5")]
+    NeedsPreamble,
+    /// `--tls` without something to trust.
+    #[error("--tls needs --tls-ca FILE or --tls-insecure")]
+    NoTrust,
 }
 
 /// Arguments of `rr`.
@@ -163,14 +216,42 @@ impl StreamArgs {
 }
 
 impl ConnrateArgs {
-    /// The run configuration; fails if the SOCKS host text does not fit.
-    pub fn config(&self) -> Result<ConnrateConfig, PreambleError> {
+    /// The run configuration; fails if the SOCKS host text does not fit,
+    /// `--socks-ip` comes without a preamble, or `--tls` trusts nothing.
+    pub fn config(&self) -> Result<ConnrateConfig, ConfigError> {
         let preamble = match self.preamble {
+            None if self.socks_ip.is_some() => return Err(ConfigError::NeedsPreamble),
             None => None,
-            Some(PreambleKind::Socks5) => Some(SocksPreamble {
-                host: SocksHost::new(self.socks_host.clone())?,
-                port: self.socks_port,
-            }),
+            Some(PreambleKind::Socks5) => {
+                let destination = match (&self.sta_url, &self.worker, self.socks_ip) {
+                    (Some(sta), Some(worker), _) => SocksDestination::Tickets(TicketPlan {
+                        sta: sta.clone(),
+                        worker: worker.clone(),
+                        count: self.tickets,
+                        connections: self.sta_connections.get(),
+                        pipeline: self.sta_pipeline,
+                    }),
+                    (_, _, Some(ip)) => SocksDestination::Ip(ip),
+                    _ => SocksDestination::Domain(SocksHost::new(self.socks_host.clone())?),
+                };
+                Some(SocksPreamble {
+                    destination,
+                    port: self.socks_port,
+                })
+            }
+        };
+        let tls = if self.tls {
+            if self.tls_ca.is_none() && !self.tls_insecure {
+                return Err(ConfigError::NoTrust);
+            }
+            Some(TlsOptions {
+                ca: self.tls_ca.clone(),
+                insecure: self.tls_insecure,
+                server_name: self.tls_server_name.clone(),
+                resumption: !self.tls_no_resumption,
+            })
+        } else {
+            None
         };
         Ok(ConnrateConfig {
             target: self.target,
@@ -178,6 +259,7 @@ impl ConnrateArgs {
             duration: self.seconds,
             message_size: self.size,
             preamble,
+            tls,
             threads: self.threads,
         })
     }
@@ -217,6 +299,36 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     } else {
         Err(format!(
             "expected more than 0 and at most {MAX_SECONDS} seconds, got {text}"
+        ))
+    }
+}
+
+/// A ticket count from 1 to [`sta::MAX_TICKETS`].
+fn parse_tickets(text: &str) -> Result<usize, String> {
+    let count: usize = text
+        .parse()
+        .map_err(|_| format!("expected a ticket count, got {text:?}"))?;
+    if (1..=sta::MAX_TICKETS).contains(&count) {
+        Ok(count)
+    } else {
+        Err(format!(
+            "expected 1 to {} tickets, got {count}",
+            sta::MAX_TICKETS
+        ))
+    }
+}
+
+/// Requests per write, 1 to [`sta::MAX_PIPELINE`].
+fn parse_pipeline(text: &str) -> Result<usize, String> {
+    let depth: usize = text
+        .parse()
+        .map_err(|_| format!("expected a request count, got {text:?}"))?;
+    if (1..=sta::MAX_PIPELINE).contains(&depth) {
+        Ok(depth)
+    } else {
+        Err(format!(
+            "expected 1 to {} requests, got {depth}",
+            sta::MAX_PIPELINE
         ))
     }
 }

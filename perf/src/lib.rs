@@ -6,6 +6,8 @@
 //! preamble, 1 KiB echo, close) and [`rr`] (ping-pong latency). [`idle`]
 //! holds many idle connections open for memory measurements, and [`server`]
 //! provides the back-ends (`sink`, `echo`) so a comparison needs no other tool.
+//! `connrate` can speak TLS first ([`tls`]) and can spend a fresh STA ticket
+//! per connection, fetched in bulk before the timed part ([`sta`]).
 //!
 //! It refuses to run unbounded: every loop ends at a deadline and every socket
 //! operation has a timeout; failures are counted in an [`tally::ErrorTally`],
@@ -24,7 +26,9 @@ pub mod latency;
 pub mod rr;
 pub mod server;
 pub mod socks;
+pub mod sta;
 pub mod stream;
 pub mod tally;
+pub mod tls;
 
 mod net;

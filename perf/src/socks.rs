@@ -9,8 +9,13 @@
 //!                         <-  05 00 00 atyp addr port
 //! ```
 //!
+//! A plain SOCKS5 server (dante) gets CONNECT with ATYP 1 or 4 instead: an IP
+//! address and port ([`encode_connect_ip`]).
+//!
 //! Encoders build the two requests; decoders answer done, need-more or a typed
 //! rejection, like every parser in `gatehouse-wire`.
+
+use std::net::IpAddr;
 
 use gatehouse_wire::Progress;
 
@@ -87,6 +92,25 @@ pub fn encode_connect(host: &SocksHost, port: u16) -> Vec<u8> {
     // SocksHost::new guarantees 1..=255 bytes.
     out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(name);
+    out.extend_from_slice(&port.to_be_bytes());
+    out
+}
+
+/// Encodes CONNECT with an IP address: ATYP 1
+/// `05 01 00 01 <a.b.c.d> <port:u16be>`, or ATYP 4 with 16 bytes for IPv6.
+pub fn encode_connect_ip(ip: IpAddr, port: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(22);
+    out.extend_from_slice(&[SOCKS5_VERSION, CMD_CONNECT, 0x00]);
+    match ip {
+        IpAddr::V4(v4) => {
+            out.push(ATYP_IPV4);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            out.push(ATYP_IPV6);
+            out.extend_from_slice(&v6.octets());
+        }
+    }
     out.extend_from_slice(&port.to_be_bytes());
     out
 }

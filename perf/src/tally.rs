@@ -13,6 +13,8 @@ use crate::json::JsonObject;
 pub struct ErrorTally {
     /// TCP connect failed or timed out.
     pub connect: u64,
+    /// The TLS handshake failed.
+    pub tls: u64,
     /// The SOCKS5 preamble was refused, malformed or cut short.
     pub preamble: u64,
     /// A read or write failed, or the peer closed early.
@@ -26,7 +28,7 @@ pub struct ErrorTally {
 impl ErrorTally {
     /// Total of all phases.
     pub fn total(&self) -> u64 {
-        self.connect + self.preamble + self.io + self.timeout + self.mismatch
+        self.connect + self.tls + self.preamble + self.io + self.timeout + self.mismatch
     }
 
     /// Counts an I/O error of a read or write as `timeout` or `io`.
@@ -41,6 +43,7 @@ impl ErrorTally {
     /// Adds another tally into this one.
     pub fn merge(&mut self, other: &ErrorTally) {
         self.connect += other.connect;
+        self.tls += other.tls;
         self.preamble += other.preamble;
         self.io += other.io;
         self.timeout += other.timeout;
@@ -52,6 +55,7 @@ impl ErrorTally {
         object
             .int("errors", self.total())
             .int("errors_connect", self.connect)
+            .int("errors_tls", self.tls)
             .int("errors_preamble", self.preamble)
             .int("errors_io", self.io)
             .int("errors_timeout", self.timeout)
@@ -62,6 +66,7 @@ impl ErrorTally {
     pub fn describe(&self) -> String {
         let phases = [
             ("connect", self.connect),
+            ("tls", self.tls),
             ("preamble", self.preamble),
             ("io", self.io),
             ("timeout", self.timeout),

@@ -109,3 +109,14 @@ fn rejects_refusals_and_unknown_address_types() {
         Err(PreambleError::BadAddressType(0x09))
     );
 }
+
+#[test]
+fn encodes_connect_to_an_ipv4_or_ipv6_address() {
+    let v4 = encode_connect_ip("127.0.0.1".parse().unwrap(), 23102);
+    assert_eq!(v4, [0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, 0x5a, 0x3e]);
+    let v6 = encode_connect_ip("::1".parse().unwrap(), 1494);
+    assert_eq!(v6.len(), 4 + 16 + 2);
+    assert_eq!(v6[..4], [0x05, 0x01, 0x00, 0x04]);
+    assert_eq!(v6[19], 1);
+    assert_eq!(v6[20..], [0x05, 0xd6]);
+}
