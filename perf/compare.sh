@@ -11,7 +11,7 @@
 #
 # Knobs (environment): ROUNDS (3), SECONDS_PER_RUN (6), PORT_BASE (23100,
 # below the ephemeral range so a dead port cannot self-connect),
-# GATEHOUSE_CORES (2), GATEHOUSE_RELAYS ("splice copy"; used when
+# GATEHOUSE_CORES (2), GATEHOUSE_RELAYS ("auto splice copy"; used when
 # `gatehouse forward` has --relay), HAPROXY_THREADS (2), SKIP_BUILD (0),
 # SKIP_IDLE (0), REPORT (perf/reports/<date>-compare.md), GATEHOUSE_BIN
 # (target/release/gatehouse; another build to compare), GATEHOUSE_LOG (warn:
@@ -25,13 +25,15 @@ ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-6}
 PORT_BASE=${PORT_BASE:-23100}
 GATEHOUSE_CORES=${GATEHOUSE_CORES:-2}
-GATEHOUSE_RELAYS=${GATEHOUSE_RELAYS:-splice copy}
+GATEHOUSE_RELAYS=${GATEHOUSE_RELAYS:-auto splice copy}
 HAPROXY_THREADS=${HAPROXY_THREADS:-2}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_IDLE=${SKIP_IDLE:-0}
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
+# shellcheck source=perf/lib.sh
+source "$REPO/perf/lib.sh"
 DATE=$(date -u +%Y-%m-%d)
 REPORT=${REPORT:-perf/reports/$DATE-compare.md}
 LOAD=$REPO/target/release/gatehouse-load
@@ -44,21 +46,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-compare.XXXXXX")
 SINK_PORT=$((PORT_BASE + 1))
 ECHO_PORT=$((PORT_BASE + 2))
 
-say() { printf '==> %s\n' "$*" >&2; }
-
 # --- process bookkeeping: every PID we start, stopped on exit ---------------
-STARTED=()
-stop_pid() { # stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    wait "$pid" 2>/dev/null || true
-}
 RELAY_PIDS=()
 cleanup() {
     local pid
@@ -68,20 +56,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s at most).
-wait_port() {
-    local port=$1 i
-    for ((i = 0; i < 100; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    say "nothing listens on 127.0.0.1:$port after 10 s"
-    return 1
-}
-
 # --- limits: relays and back-ends hold many descriptors ----------------------
-ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-FD_LIMIT=$(ulimit -n)
+raise_fd_limit
 
 # --- build --------------------------------------------------------------------
 if [[ $SKIP_BUILD != 1 ]]; then
@@ -197,12 +173,7 @@ stop_relay() {
 }
 
 # jget FILE KEY: a field of a flat JSON object (empty if absent or null).
-jget() {
-    [[ -s $1 ]] || return 0
-    sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | tr -d '"' | sed 's/^null$//' || true
-}
 # int FILE KEY: an integer field, 0 if absent.
-int() { local v; v=$(jget "$1" "$2"); echo "${v:-0}"; }
 # error_kinds FILE...: "0", or the total and its non-zero kinds, e.g. "3 (timeout 3)".
 error_kinds() {
     local f k total=0 kinds=""
@@ -221,15 +192,7 @@ error_kinds() {
     if ((total > 0)); then echo "$total ($kinds)"; else echo 0; fi
 }
 # median: of the numbers on stdin (one per line; blanks ignored); empty if none.
-median() {
-    { grep -E '^[0-9.eE+-]+$' || true; } | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 # ratio A B: A / B with 2 decimals; empty if either is missing or B is 0.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b + 0 != 0) printf "%.2f", a / b }'; }
-fmt() { # fmt VALUE DECIMALS: a number or "n/a"
-    if [[ -n $1 ]]; then awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; else printf 'n/a'; fi
-}
 
 # --- back-ends ----------------------------------------------------------------
 "$LOAD" sink --listen "127.0.0.1:$SINK_PORT" 2>>"$WORK/backends.log" >/dev/null &
@@ -321,11 +284,6 @@ TABLE=$WORK/table.md
 } >"$TABLE"
 
 # --- targets (issue 3) --------------------------------------------------------
-pass_if() { # pass_if VALUE OP LIMIT -> PASS / FAIL / n/a
-    [[ -z $1 ]] && { echo "n/a"; return; }
-    awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
-        ok = (op == ">=") ? (v >= l) : (v <= l); print ok ? "PASS" : "FAIL" }'
-}
 TARGETS=$WORK/targets.md
 {
     echo "| relay | target | measured | result |"

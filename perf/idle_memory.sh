@@ -33,6 +33,8 @@ if [[ ${1:-} == --report ]]; then REPORT=${2:?--report needs a file}; fi
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
+# shellcheck source=perf/lib.sh
+source "$REPO/perf/lib.sh"
 LOAD=$REPO/target/release/gatehouse-load
 GATEHOUSE=${GATEHOUSE_BIN:-$REPO/target/release/gatehouse}
 # HAProxy runs without logs; gatehouse logs one event per session at info,
@@ -42,42 +44,13 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-idle.XXXXXX")
 SINK_PORT=$((PORT_BASE + 1))
 RELAY_PORT=$((PORT_BASE + 2))
 
-say() { printf '==> %s\n' "$*" >&2; }
-
-STARTED=()
-stop_pid() { # stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    wait "$pid" 2>/dev/null || true
-}
-stop_all() {
-    local pid
-    for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
-    STARTED=()
-}
 trap 'stop_all; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
-wait_port() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    say "nothing listens on 127.0.0.1:$1 after 10 s"
-    return 1
-}
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
-ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-FD_LIMIT=$(ulimit -n)
+raise_fd_limit
 
 if [[ $SKIP_BUILD != 1 ]]; then
     cargo build --release -p gatehouse-perf

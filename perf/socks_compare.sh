@@ -50,6 +50,8 @@ DANTE_SETTLE=${DANTE_SETTLE:-65}
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
+# shellcheck source=perf/lib.sh
+source "$REPO/perf/lib.sh"
 DATE=$(date -u +%Y-%m-%d)
 REPORT=${REPORT:-perf/reports/$DATE-socks-compare.md}
 LOAD=$REPO/target/release/gatehouse-load
@@ -70,21 +72,7 @@ SHAPES=(gatehouse gatehouse-tls haproxy-tls direct dante)
 # Rotated per round; dante always runs last (see start_dante).
 ROTATED=(gatehouse gatehouse-tls haproxy-tls direct)
 
-say() { printf '==> %s\n' "$*" >&2; }
-
 # --- process bookkeeping: every PID we start, stopped on exit ---------------
-STARTED=()
-stop_pid() { # stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local pid
     for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
@@ -93,20 +81,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_port PORT: until something accepts on 127.0.0.1:PORT (20 s at most).
-wait_port() {
-    local port=$1 i
-    for ((i = 0; i < 200; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    say "nothing listens on 127.0.0.1:$port after 20 s"
-    return 1
-}
+# gatehouse run generates its certificate at first start: allow it 20 s.
+WAIT_PORT_SECONDS=20
 
 # --- limits -------------------------------------------------------------------
-ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-FD_LIMIT=$(ulimit -n)
+raise_fd_limit
 
 # --- build --------------------------------------------------------------------
 if [[ $SKIP_BUILD != 1 ]]; then
@@ -297,19 +276,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # --- helpers (as in compare.sh) -------------------------------------------------
-jget() {
-    [[ -s $1 ]] || return 0
-    sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | tr -d '"' | sed 's/^null$//' || true
-}
-int() { local v; v=$(jget "$1" "$2"); echo "${v:-0}"; }
-median() {
-    { grep -E '^[0-9.eE+-]+$' || true; } | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b + 0 != 0) printf "%.2f", a / b }'; }
-fmt() {
-    if [[ -n $1 ]]; then awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; else printf 'n/a'; fi
-}
 cell() { for ((r = 1; r <= ROUNDS; r++)); do jget "$RESULTS/$r-$1.json" "$2"; done | median; }
 round_ratio() { # round_ratio SHAPE OTHER KEY: median of per-round ratios
     local r
@@ -362,11 +328,6 @@ TABLE=$WORK/table.md
     done
 } >"$TABLE"
 
-pass_if() { # pass_if VALUE OP LIMIT -> PASS / FAIL / n/a
-    [[ -z $1 ]] && { echo "n/a"; return; }
-    awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
-        ok = (op == ">=") ? (v >= l) : (v <= l); print ok ? "PASS" : "FAIL" }'
-}
 TARGETS=$WORK/targets.md
 {
     echo "| target | measured | result |"
