@@ -19,6 +19,11 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
+// Every Gatehouse binary runs on mimalloc, this test fixture included, so the
+// two-process tests exercise the allocator the planes ship with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use gatehouse_channel::{
     ControlPort, ControlSide, CorePort, DataSide, Geometry, MonotonicMillis, RedeemKind,
     RedeemTicket, SegmentName, SessionId, TicketBytes, ToControl, ToCore, Verdict, WaitDecision,
