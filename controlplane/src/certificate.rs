@@ -13,6 +13,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use gatehouse_engine::tls::{TlsSetupError, self_signed};
+
 use crate::config::TlsFiles;
 
 /// Largest certificate or key file read.
@@ -70,7 +72,7 @@ pub enum CertificateError {
     },
     /// Generating the key pair or the certificate failed.
     #[error("cannot generate the self-signed certificate")]
-    Generate(#[source] rcgen::Error),
+    Generate(#[source] TlsSetupError),
 }
 
 /// Loads the certificate `files` names; for [`TlsFiles::SelfSigned`],
@@ -98,16 +100,7 @@ pub fn load_or_generate(files: &TlsFiles) -> Result<GatewayCertificate, Certific
 ///
 /// Errors: [`CertificateError::Generate`], [`CertificateError::Io`].
 pub fn generate(cert: &Path, key: &Path) -> Result<(), CertificateError> {
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(CertificateError::Generate)?;
-    let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|&n| n.to_owned()).collect();
-    let mut params = rcgen::CertificateParams::new(names).map_err(CertificateError::Generate)?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Gatehouse self-signed gateway");
-    let certificate = params
-        .self_signed(&pair)
-        .map_err(CertificateError::Generate)?;
+    let generated = self_signed(&SELF_SIGNED_NAMES).map_err(CertificateError::Generate)?;
     for path in [cert, key] {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::DirBuilder::new()
@@ -117,8 +110,8 @@ pub fn generate(cert: &Path, key: &Path) -> Result<(), CertificateError> {
                 .map_err(io_error("create directory", dir))?;
         }
     }
-    write_atomically(key, pair.serialize_pem().as_bytes(), 0o600)?;
-    write_atomically(cert, certificate.pem().as_bytes(), 0o644)?;
+    write_atomically(key, generated.key_pem.as_bytes(), 0o600)?;
+    write_atomically(cert, generated.cert_pem.as_bytes(), 0o644)?;
     tracing::info!(cert = %cert.display(), key = %key.display(), "certificate_generated");
     Ok(())
 }

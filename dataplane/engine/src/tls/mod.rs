@@ -246,15 +246,22 @@ impl std::fmt::Debug for SelfSigned {
 }
 
 /// Generates a self-signed ECDSA P-256 certificate for `hostnames` (DNS
-/// names or IP addresses, as subject alternative names), for the embedded
-/// default listener and tests. Validity: rcgen's default (1975 to 4096).
+/// names or IP addresses, as subject alternative names; common name
+/// "Gatehouse self-signed gateway"), for the embedded default listener and
+/// tests. Validity: rcgen's default (1975 to 4096).
 ///
 /// Errors: [`TlsSetupError::Generate`] for a name rcgen cannot encode.
 pub fn self_signed(hostnames: &[&str]) -> Result<SelfSigned, TlsSetupError> {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(TlsSetupError::Generate)?;
     let names: Vec<String> = hostnames.iter().map(|name| (*name).to_owned()).collect();
-    let certified = rcgen::generate_simple_self_signed(names).map_err(TlsSetupError::Generate)?;
+    let mut params = rcgen::CertificateParams::new(names).map_err(TlsSetupError::Generate)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Gatehouse self-signed gateway");
+    let certificate = params.self_signed(&pair).map_err(TlsSetupError::Generate)?;
     Ok(SelfSigned {
-        cert_pem: certified.cert.pem(),
-        key_pem: certified.signing_key.serialize_pem(),
+        cert_pem: certificate.pem(),
+        key_pem: pair.serialize_pem(),
     })
 }
