@@ -235,24 +235,29 @@ pub async fn run<C: Side, B: Side>(
     }
 }
 
+/// Writes the bytes a handler read ahead to the back end and counts them
+/// up; nothing to do when there are none.
+async fn send_prefix<W: AsyncWriteRent>(
+    session: &Session,
+    backend: &mut W,
+    prefix: &[u8],
+) -> Result<(), Failure> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    copy::write_prefix(backend, RelaySide::Backend, prefix, session.buffers()).await?;
+    session.count_up(prefix.len() as u64);
+    Ok(())
+}
+
 async fn run_splice(
     session: &Session,
     client: TcpStream,
     mut backend: TcpStream,
     initial_to_backend: &[u8],
 ) -> RelayEnd {
-    if !initial_to_backend.is_empty() {
-        let written = copy::write_prefix(
-            &mut backend,
-            RelaySide::Backend,
-            initial_to_backend,
-            session.buffers(),
-        )
-        .await;
-        if let Err(failure) = written {
-            return failure.into();
-        }
-        session.count_up(initial_to_backend.len() as u64);
+    if let Err(failure) = send_prefix(session, &mut backend, initial_to_backend).await {
+        return failure.into();
     }
     for stream in [&client, &backend] {
         if let Err(e) = splice::set_nonblocking(stream) {
@@ -321,18 +326,8 @@ where
     BR: AsyncReadRent,
     BW: AsyncWriteRent,
 {
-    if !initial_to_backend.is_empty() {
-        let written = copy::write_prefix(
-            &mut backend_write,
-            RelaySide::Backend,
-            initial_to_backend,
-            session.buffers(),
-        )
-        .await;
-        if let Err(failure) = written {
-            return failure.into();
-        }
-        session.count_up(initial_to_backend.len() as u64);
+    if let Err(failure) = send_prefix(session, &mut backend_write, initial_to_backend).await {
+        return failure.into();
     }
     let bufs = session.buffers();
     let up = copy::pump(
