@@ -106,6 +106,7 @@ fn allow_verdict(session: u64) -> ToCore {
         worker: WorkerAddr("127.0.0.9:1494".parse().unwrap()),
         session: SessionId(session),
         reconnect_ticket: None,
+        worker_ticket: None,
     })
 }
 

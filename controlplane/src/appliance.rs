@@ -27,6 +27,7 @@ use gatehouse_channel::{
     AttachError, ControlSide, CorePort, DEFAULT_SLOTS_PER_RING, DataSide, Geometry, MAX_CORES,
     PortsTaken,
 };
+use gatehouse_engine::cgp::CgpConfig;
 use gatehouse_engine::detect::Detection;
 use gatehouse_engine::socks::SocksConfig;
 use gatehouse_engine::tls::{TlsAcceptor, TlsSetupError};
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 use crate::admin;
 use crate::certificate::{self, CertificateError, GatewayCertificate};
 use crate::config::{self, Config, ConfigError, EngineSection};
+use crate::reconnect::{KEEPER_PERIOD, ReconnectTable};
 use crate::redeem::{
     self, DEFAULT_RESOLVE_TIMEOUT, HEARTBEAT_PERIOD, RedeemService, SystemResolver,
 };
@@ -215,6 +217,10 @@ pub fn start_gateway(
             deadline: handshake,
             ..SocksConfig::default()
         },
+        cgp: CgpConfig {
+            deadline: handshake,
+            ..CgpConfig::default()
+        },
         raw_ica: false,
     };
     let redeem = ChannelRedeemerConfig {
@@ -259,8 +265,15 @@ async fn serve(config: Config) -> Result<(), RunError> {
         Arc::new(SessionIds::new(control.generation())),
         SystemResolver,
         DEFAULT_RESOLVE_TIMEOUT,
-    );
+    )
+    .with_reconnects(Arc::new(ReconnectTable::new(Duration::from_secs(
+        config.gateway.reconnect_window_secs,
+    ))));
     background.extend(service.spawn_all(control.take_ports()?));
+    background.push(tokio::spawn(redeem::keep_reconnects(
+        service.clone(),
+        KEEPER_PERIOD,
+    )));
     let data_ports = data.take_ports()?;
     background.push(tokio::spawn(redeem::heartbeat(
         Arc::new(control),

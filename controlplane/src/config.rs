@@ -77,6 +77,10 @@ pub struct GatewaySection {
     /// How long a handshake (TLS, SOCKSv5 or CGP up to the ticket) may
     /// take, in milliseconds (1..=300000). Default 10000.
     pub handshake_timeout_ms: u64,
+    /// How long after a CGP client's connection breaks its reconnect
+    /// ticket still resumes the session, in seconds (1..=86400). Default
+    /// 180. Past it the ticket is revoked and a resume is refused.
+    pub reconnect_window_secs: u64,
     /// The certificate of the listener.
     pub tls: TlsSection,
 }
@@ -88,6 +92,7 @@ impl Default for GatewaySection {
             plaintext: false,
             detect_timeout_ms: 5_000,
             handshake_timeout_ms: 10_000,
+            reconnect_window_secs: 180,
             tls: TlsSection::default(),
         }
     }
@@ -445,6 +450,12 @@ impl Config {
             gateway.handshake_timeout_ms,
             1,
             300_000,
+        )?;
+        in_range(
+            "gateway.reconnect_window_secs",
+            gateway.reconnect_window_secs,
+            1,
+            86_400,
         )?;
         match (&gateway.tls.cert, &gateway.tls.key) {
             (Some(_), None) => {

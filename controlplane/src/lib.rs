@@ -9,6 +9,8 @@
 //! - [`redeem`]: the control plane's end of the shared-memory channel: it
 //!   answers the cores' ticket redemptions with verdicts and keeps the
 //!   session table.
+//! - [`reconnect`]: CGP session reliability: the resumable sessions, their
+//!   reconnect tickets, refresh and end.
 //! - [`sessions`]: the sessions the cores reported open and closed.
 //! - [`certificate`]: the gateway certificate (configured files, or a
 //!   self-signed ECDSA P-256 one generated into the data directory).
@@ -28,6 +30,7 @@ pub mod admin;
 pub mod appliance;
 pub mod certificate;
 pub mod config;
+pub mod reconnect;
 pub mod redeem;
 pub mod sessions;
 pub mod sta;

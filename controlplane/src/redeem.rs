@@ -17,6 +17,15 @@
 //! redeems both kinds, and a reconnect ticket presented as a launch would
 //! otherwise work any number of times.
 //!
+//! CGP session reliability ([`crate::reconnect`]): a CGP first connect gets
+//! a reconnect ticket issued by the gateway's own STA in its verdict (the
+//! core hands it to the client); a resume presents it, is matched to its
+//! session in the [`ReconnectTable`], the STA ticket behind it is redeemed
+//! and refreshed (the presented one is spent), and the verdict names the
+//! same worker with the worker's own reconnect ticket and the client's new
+//! one. [`keep_reconnects`] refreshes the tickets while sessions live and
+//! revokes them when a client stays away past the window.
+//!
 //! Logs one event per decision: `ticket_redeemed` (`core`, `peer`,
 //! `proto`, `session`, `worker`) or `deny` (`core`, `peer`, `proto`,
 //! `reason`, `fault`, `error`); and, at debug (the core logs its own at
@@ -32,17 +41,18 @@ use std::time::{Duration, SystemTime};
 
 use gatehouse_channel::{
     AsyncPort, ControlPort, ControlSide, CoreId, DenyReason, Envelope, MonotonicMillis, RecvError,
-    RedeemKind, RedeemTicket, RequestId, SendError, SessionId, ToControl, ToCore, Verdict,
-    WorkerAddr,
+    RedeemKind, RedeemTicket, RequestId, SendError, SessionId, TicketBytes, ToControl, ToCore,
+    Verdict, WorkerAddr,
 };
 use gatehouse_engine::Fault;
 use gatehouse_wire::ticket::StaTicket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::reconnect::{DEFAULT_RECONNECT_WINDOW, Due, ReconnectTable};
 use crate::sessions::{SessionIds, SessionRecord, SessionTable};
 use crate::sta::http::{RouteError, StaRouter};
-use crate::sta::{self, StaError, TicketKind};
+use crate::sta::{self, CgpAddress, Issued, StaError, TicketData, TicketKind};
 
 /// How long a worker's host name may take to resolve by default.
 pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -133,6 +143,7 @@ pub struct RedeemService<R = SystemResolver> {
     router: StaRouter,
     sessions: Arc<SessionTable>,
     ids: Arc<SessionIds>,
+    reconnects: Arc<ReconnectTable>,
     resolver: Arc<R>,
     resolve_timeout: Duration,
 }
@@ -143,16 +154,27 @@ impl<R> Clone for RedeemService<R> {
             router: self.router.clone(),
             sessions: self.sessions.clone(),
             ids: self.ids.clone(),
+            reconnects: self.reconnects.clone(),
             resolver: self.resolver.clone(),
             resolve_timeout: self.resolve_timeout,
         }
     }
 }
 
+/// An allowed redemption with everything its verdict carries.
+#[derive(Debug)]
+struct Allowed {
+    worker: SocketAddr,
+    session: SessionId,
+    reconnect_ticket: Option<TicketBytes>,
+    worker_ticket: Option<TicketBytes>,
+}
+
 impl<R: Resolve> RedeemService<R> {
     /// A service redeeming through `router`, allocating ids from `ids`,
     /// recording into `sessions`, resolving worker names with `resolver`
-    /// within `resolve_timeout`.
+    /// within `resolve_timeout`; CGP sessions stay resumable for
+    /// [`DEFAULT_RECONNECT_WINDOW`] (see [`RedeemService::with_reconnects`]).
     pub fn new(
         router: StaRouter,
         sessions: Arc<SessionTable>,
@@ -164,9 +186,21 @@ impl<R: Resolve> RedeemService<R> {
             router,
             sessions,
             ids,
+            reconnects: Arc::new(ReconnectTable::new(DEFAULT_RECONNECT_WINDOW)),
             resolver: Arc::new(resolver),
             resolve_timeout,
         }
+    }
+
+    /// The same service keeping resumable CGP sessions in `reconnects`.
+    pub fn with_reconnects(mut self, reconnects: Arc<ReconnectTable>) -> Self {
+        self.reconnects = reconnects;
+        self
+    }
+
+    /// The resumable CGP sessions.
+    pub fn reconnects(&self) -> &Arc<ReconnectTable> {
+        &self.reconnects
     }
 
     /// The session table the service records into.
@@ -241,28 +275,32 @@ impl<R: Resolve> RedeemService<R> {
     }
 
     /// Redeems `request` and turns the outcome into the verdict for the
-    /// core, allocating a session id on success. Logs `ticket_redeemed` or
-    /// `deny`.
+    /// core, allocating a session id on success (and, for CGP, the
+    /// reconnect tickets). Logs `ticket_redeemed` or `deny`.
     pub async fn verdict(&self, core: CoreId, request: &RedeemTicket) -> Verdict {
         let peer = request.client.0;
         let proto = proto(request.kind);
         let ticket = masked(request);
-        match self.decide(request).await {
-            Ok(grant) => {
-                let session = self.ids.allocate();
+        let outcome = match request.kind {
+            RedeemKind::Socks | RedeemKind::Cgp => self.launch(request).await,
+            RedeemKind::CgpReconnect => self.resume(request).await,
+        };
+        match outcome {
+            Ok(allowed) => {
                 tracing::info!(
                     core = core.0,
                     peer = %peer,
                     proto,
                     ticket,
-                    session = %session,
-                    worker = %grant.worker,
+                    session = %allowed.session,
+                    worker = %allowed.worker,
                     "ticket_redeemed"
                 );
                 Verdict::Allow {
-                    worker: WorkerAddr(grant.worker),
-                    session,
-                    reconnect_ticket: None,
+                    worker: WorkerAddr(allowed.worker),
+                    session: allowed.session,
+                    reconnect_ticket: allowed.reconnect_ticket,
+                    worker_ticket: allowed.worker_ticket,
                 }
             }
             Err(refusal) => {
@@ -280,6 +318,146 @@ impl<R: Resolve> RedeemService<R> {
                     reason: refusal.reason,
                 }
             }
+        }
+    }
+
+    /// A SOCKS launch or a CGP first connect: [`RedeemService::decide`],
+    /// a session id, and for CGP a reconnect ticket from the gateway's own
+    /// STA, recorded in the [`ReconnectTable`].
+    async fn launch(&self, request: &RedeemTicket) -> Result<Allowed, Refusal> {
+        let grant = self.decide(request).await?;
+        let session = self.ids.allocate();
+        let reconnect_ticket = match request.kind {
+            RedeemKind::Cgp => Some(self.issue_reconnect(grant.worker, session)?),
+            RedeemKind::Socks | RedeemKind::CgpReconnect => None,
+        };
+        Ok(Allowed {
+            worker: grant.worker,
+            session,
+            reconnect_ticket,
+            worker_ticket: None,
+        })
+    }
+
+    /// Issues the reconnect ticket of a new CGP session at the local STA and
+    /// records the session.
+    fn issue_reconnect(
+        &self,
+        worker: SocketAddr,
+        session: SessionId,
+    ) -> Result<TicketBytes, Refusal> {
+        let mut data = TicketData::new(sta::WorkerAddr {
+            host: worker.ip().to_string(),
+            port: worker.port(),
+        });
+        data.cgp_address = Some(CgpAddress::SameHost {
+            port: worker.port(),
+        });
+        data.values
+            .insert("SessionId".to_owned(), session.to_string());
+        let now = std::time::Instant::now();
+        let issued = self
+            .router
+            .local()
+            .lock()
+            .issue(data, TicketKind::Refreshable, now)
+            .map_err(|error| Refusal {
+                reason: DenyReason::Internal,
+                label: "reconnect_ticket_not_issued",
+                fault: Fault::ControlPlane,
+                error: Some(error.to_string()),
+            })?;
+        let text = issued.ticket.to_text();
+        let bytes = ticket_bytes(&text)?;
+        self.reconnects
+            .begin(session, worker, text, issued.lifetime, now);
+        Ok(bytes)
+    }
+
+    /// A CGP resume: the session whose client holds the presented ticket,
+    /// its STA ticket redeemed and refreshed, the same worker.
+    async fn resume(&self, request: &RedeemTicket) -> Result<Allowed, Refusal> {
+        let presented = request.ticket.as_bytes();
+        let Some(claimed) = self.reconnects.claim(presented) else {
+            return Err(self.why_not_resumable(presented).await);
+        };
+        let checked = async {
+            let redeemed = self
+                .router
+                .redeem(claimed.sta_ticket.as_bytes())
+                .await
+                .map_err(|error| refusal_of_route(&error))?;
+            if redeemed.kind != TicketKind::Refreshable {
+                return Err(refusal_of_route(&RouteError::Refused(
+                    StaError::NotRefreshable,
+                )));
+            }
+            self.router
+                .refresh(claimed.sta_ticket.as_bytes())
+                .await
+                .map_err(|error| refusal_of_route(&error))
+        };
+        let issued: Issued = match checked.await {
+            Ok(issued) => issued,
+            Err(refusal) => {
+                if matches!(
+                    refusal.reason,
+                    DenyReason::StaUnreachable | DenyReason::Internal
+                ) {
+                    self.reconnects.restore(claimed.key);
+                } else {
+                    self.reconnects.forget(claimed.key);
+                }
+                return Err(refusal);
+            }
+        };
+        let Some(worker_ticket) = claimed.worker_ticket else {
+            self.reconnects.restore(claimed.key);
+            return Err(Refusal {
+                reason: DenyReason::WorkerUnreachable,
+                label: "no_worker_ticket",
+                fault: Fault::Worker,
+                error: Some("the worker's bind response carried no reconnect ticket".to_owned()),
+            });
+        };
+        let text = issued.ticket.to_text();
+        let reconnect_ticket = ticket_bytes(&text)?;
+        let session = self.ids.allocate();
+        let now = std::time::Instant::now();
+        if !self
+            .reconnects
+            .resumed(claimed.key, session, text, issued.lifetime, now)
+        {
+            return Err(Refusal {
+                reason: DenyReason::Expired,
+                label: "reconnect_window_passed",
+                fault: Fault::Client,
+                error: None,
+            });
+        }
+        Ok(Allowed {
+            worker: claimed.worker,
+            session,
+            reconnect_ticket: Some(reconnect_ticket),
+            worker_ticket: Some(worker_ticket),
+        })
+    }
+
+    /// The refusal for a reconnect ticket no session holds: what its STA
+    /// says about it (reused, expired, revoked, unknown, ...), or, for a
+    /// ticket the STA still honours, that it is no session's.
+    async fn why_not_resumable(&self, presented: &[u8]) -> Refusal {
+        match self.router.redeem(presented).await {
+            Err(error) => refusal_of_route(&error),
+            Ok(redeemed) => Refusal {
+                reason: DenyReason::UnknownTicket,
+                label: match redeemed.kind {
+                    TicketKind::SingleUse => "launch_ticket_as_reconnect",
+                    TicketKind::Refreshable => "no_reconnect_session",
+                },
+                fault: Fault::Client,
+                error: None,
+            },
         }
     }
 
@@ -373,6 +551,7 @@ impl<R: Resolve> RedeemService<R> {
                 true
             }
             ToControl::SessionOpened(opened) => {
+                self.reconnects.opened(opened.session, opened.worker_ticket);
                 self.sessions.open(SessionRecord {
                     session: opened.session,
                     core,
@@ -393,6 +572,8 @@ impl<R: Resolve> RedeemService<R> {
                 false
             }
             ToControl::SessionClosed(closed) => {
+                self.reconnects
+                    .closed(closed.session, std::time::Instant::now());
                 let duration = Duration::from_millis(closed.duration_ms);
                 let record = self.sessions.close(
                     closed.session,
@@ -412,6 +593,57 @@ impl<R: Resolve> RedeemService<R> {
                 false
             }
             ToControl::Heartbeat(_) => false,
+        }
+    }
+}
+
+/// Keeps the resumable CGP sessions of `service` every `period`, forever:
+/// refreshes their STA tickets before they expire and revokes those of
+/// sessions whose client stayed away past the window. Logs
+/// `reconnect_ended` (`session`, `reason`) once per session it ends, and
+/// `reconnect_refresh_failed` when the STA refuses a refresh (the session
+/// is then forgotten: its ticket no longer resumes).
+pub async fn keep_reconnects<R: Resolve>(service: RedeemService<R>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        for due in service.reconnects.due(std::time::Instant::now()) {
+            match due {
+                Due::Revoke {
+                    session,
+                    sta_ticket,
+                } => {
+                    // Already spent or expired is as good as revoked.
+                    let _ = service.router.revoke(sta_ticket.as_bytes()).await;
+                    tracing::info!(session = %session, reason = "window_passed", "reconnect_ended");
+                }
+                Due::Refresh { key, sta_ticket } => {
+                    match service.router.refresh(sta_ticket.as_bytes()).await {
+                        Ok(issued) => service.reconnects.refreshed(
+                            key,
+                            &sta_ticket,
+                            issued.ticket.to_text(),
+                            issued.lifetime,
+                            std::time::Instant::now(),
+                        ),
+                        Err(error) => {
+                            let refusal = refusal_of_route(&error);
+                            if refusal.reason == DenyReason::StaUnreachable {
+                                continue;
+                            }
+                            if let Some(session) = service.reconnects.forget(key) {
+                                tracing::warn!(
+                                    session = %session,
+                                    reason = refusal.label,
+                                    error = refusal.error.as_deref().unwrap_or(""),
+                                    "reconnect_refresh_failed"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -498,6 +730,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `text` as a channel ticket; an STA ticket always fits.
+fn ticket_bytes(text: &str) -> Result<TicketBytes, Refusal> {
+    TicketBytes::new(text.as_bytes()).map_err(|error| Refusal {
+        reason: DenyReason::Internal,
+        label: "reconnect_ticket_too_long",
+        fault: Fault::ControlPlane,
+        error: Some(error.to_string()),
+    })
 }
 
 fn proto(kind: RedeemKind) -> &'static str {

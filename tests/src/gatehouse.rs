@@ -121,6 +121,12 @@ impl Gatehouse {
         sta::issue(self.admin, ica)
     }
 
+    /// A launch ticket from this gateway's own STA naming the worker's ICA
+    /// and CGP addresses, as text.
+    pub fn issue_cgp(&self, ica: SocketAddr, cgp: SocketAddr) -> String {
+        sta::issue_cgp(self.admin, ica, cgp)
+    }
+
     /// The URL of this gateway's STA endpoint, for another gateway's
     /// `[sta.remote]` map.
     pub fn sta_url(&self) -> String {

@@ -18,6 +18,30 @@ pub fn request_ticket(ica: &str) -> String {
     )
 }
 
+/// A `RequestTicket` document for a launch ticket whose worker is `ica`
+/// for SOCKS and `cgp` (`host:port`) for CGP.
+pub fn request_cgp_ticket(ica: &str, cgp: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><CtxSTAProtocol version="4.0"><RequestTicket><AllowedTicketType>STA-v4</AllowedTicketType><TicketData><Value name="ICAAddress">{ica}</Value><Value name="CGPAddress">{cgp}</Value></TicketData></RequestTicket></CtxSTAProtocol>"#
+    )
+}
+
+/// Asks the STA at `admin` for a launch ticket to `ica`, usable over CGP to
+/// `cgp`; returns its text form.
+pub fn issue_cgp(admin: SocketAddr, ica: SocketAddr, cgp: SocketAddr) -> String {
+    let (status, answer) = post(
+        admin,
+        &request_cgp_ticket(&ica.to_string(), &cgp.to_string()),
+    );
+    assert_eq!(status, 200, "issue at {admin}: {answer}");
+    format!(
+        ";{};{};{}",
+        element(&answer, "TicketVersion"),
+        element(&answer, "AuthorityID"),
+        element(&answer, "Ticket")
+    )
+}
+
 /// Asks the STA at `admin` for a launch ticket to `ica`; returns the
 /// ticket's text form `;VER;STA_ID;TICKET`, what a client puts in the
 /// SOCKSv5 CONNECT. Panics unless the answer is a `ResponseTicket` (HTTP

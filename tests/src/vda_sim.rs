@@ -1,7 +1,9 @@
-//! The worker: the real `vda-sim` binary with a raw ICA listener.
+//! The worker: the real `vda-sim` binary with a raw ICA listener and a CGP
+//! listener.
 //!
-//! `vda-sim --ica-listen 127.0.0.1:0 --announce` prints `ica=ADDR` on
-//! stdout once it listens; on every connection it sends the ICA detect
+//! `vda-sim --ica-listen 127.0.0.1:0 --cgp-listen 127.0.0.1:0 --announce`
+//! prints `ica=ADDR cgp=ADDR` on stdout once it listens. CGP speaks session
+//! reliability (see `vda-sim --help`). On every ICA connection it sends the ICA detect
 //! string ([`crate::socks::ICA_DETECT`]) first, then echoes what it gets
 //! (unless the first bytes are `STREAM <n>\n`, which the tests never send).
 
@@ -16,6 +18,7 @@ use crate::process::Process;
 pub struct VdaSim {
     process: Process,
     ica: SocketAddr,
+    cgp: SocketAddr,
 }
 
 impl VdaSim {
@@ -23,7 +26,8 @@ impl VdaSim {
     /// its announce line.
     pub fn start() -> Self {
         let mut child = Command::new(bins::vda_sim())
-            .args(["--ica-listen", "127.0.0.1:0", "--announce"])
+            .args(["--ica-listen", "127.0.0.1:0", "--cgp-listen", "127.0.0.1:0"])
+            .arg("--announce")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -33,13 +37,21 @@ impl VdaSim {
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut process = Process::new("vda-sim", child, stdout);
         let announce = process.wait_for("announce line", |line| line.starts_with("ica="));
-        let ica = announce
-            .text
-            .split_whitespace()
-            .find_map(|part| part.strip_prefix("ica="))
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no ICA address in {:?}", announce.text));
-        Self { process, ica }
+        let address = |prefix: &str| -> SocketAddr {
+            announce
+                .text
+                .split_whitespace()
+                .find_map(|part| part.strip_prefix(prefix))
+                .and_then(|addr| addr.parse().ok())
+                .unwrap_or_else(|| panic!("no {prefix} address in {:?}", announce.text))
+        };
+        let (ica, cgp) = (address("ica="), address("cgp="));
+        Self { process, ica, cgp }
+    }
+
+    /// The CGP listener (what a ticket's `CGPAddress` names).
+    pub fn cgp(&self) -> SocketAddr {
+        self.cgp
     }
 
     /// The ICA listener (what a ticket's `ICAAddress` names).

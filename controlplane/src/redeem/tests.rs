@@ -18,6 +18,9 @@ use crate::sta::{CgpAddress, Sta, StaLimits, TicketData};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The reconnect window of the rig's service.
+const RIG_WINDOW: Duration = Duration::from_millis(300);
+
 /// Resolves `vda-01.test` to loopback, never answers for `slow.test`,
 /// answers nothing for `empty.test` and fails for every other name.
 #[derive(Debug)]
@@ -43,6 +46,7 @@ struct Rig {
     port: AsyncPort<ToControl, ToCore>,
     sta: SharedSta,
     sessions: Arc<SessionTable>,
+    service: RedeemService<FakeResolver>,
     task: JoinHandle<Result<(), ServeError>>,
     _data: DataSide,
 }
@@ -68,12 +72,14 @@ impl Rig {
             Arc::new(SessionIds::new(control.generation())),
             FakeResolver,
             Duration::from_millis(200),
-        );
-        let task = tokio::spawn(service.serve(control_port));
+        )
+        .with_reconnects(Arc::new(ReconnectTable::new(RIG_WINDOW)));
+        let task = tokio::spawn(service.clone().serve(control_port));
         Self {
             port: AsyncPort::new(data_port).unwrap(),
             sta,
             sessions,
+            service,
             task,
             _data: data,
         }
@@ -132,11 +138,7 @@ fn deny(reason: DenyReason) -> Verdict {
 
 fn allowed_worker(verdict: &Verdict) -> SocketAddr {
     match verdict {
-        Verdict::Allow {
-            worker,
-            reconnect_ticket: None,
-            ..
-        } => worker.0,
+        Verdict::Allow { worker, .. } => worker.0,
         other => panic!("expected allow, got {other:?}"),
     }
 }
@@ -271,9 +273,10 @@ async fn refuses_a_reconnect_ticket_presented_as_a_launch() {
         let verdict = rig.ask(RedeemKind::Cgp, &ticket).await;
         assert_eq!(verdict, deny(DenyReason::UnknownTicket));
     }
-    // As what it is, a reconnect, it reaches the CGP port of the worker.
+    // As what it is, a reconnect, it still needs a CGP session that holds
+    // it: a reconnect ticket issued by hand resumes nothing.
     let verdict = rig.ask(RedeemKind::CgpReconnect, &ticket).await;
-    assert_eq!(allowed_worker(&verdict), "127.0.0.1:2598".parse().unwrap());
+    assert_eq!(verdict, deny(DenyReason::UnknownTicket));
 }
 
 #[tokio::test]
@@ -331,6 +334,7 @@ async fn records_sessions_the_core_opens_and_closes() {
         session,
         client,
         worker,
+        worker_ticket: None,
     });
     let id = rig.port.port_mut().next_request_id();
     rig.port.try_send(id, &opened).unwrap();
@@ -392,4 +396,221 @@ async fn keeps_every_verdict_while_the_core_is_slow_to_read() {
     }
     assert_eq!(answered, asked);
     assert!(!rig.task.is_finished());
+}
+
+/// Sends a core's report (opened or closed) and waits until the service has
+/// seen it (a probe redemption behind it is answered).
+async fn report(rig: &mut Rig, message: ToControl) {
+    let id = rig.port.port_mut().next_request_id();
+    rig.port.try_send(id, &message).unwrap();
+    // Reports are handled in order before the next request.
+    let _ = rig
+        .ask(
+            RedeemKind::Socks,
+            ";40;STA01;00000000000000000000000000000000",
+        )
+        .await;
+}
+
+fn opened(session: SessionId, worker: WorkerAddr, worker_ticket: &[u8]) -> ToControl {
+    ToControl::SessionOpened(SessionOpened {
+        session,
+        client: ClientAddr("127.0.0.1:40000".parse().unwrap()),
+        worker,
+        worker_ticket: Some(TicketBytes::new(worker_ticket).unwrap()),
+    })
+}
+
+fn closed(session: SessionId) -> ToControl {
+    ToControl::SessionClosed(SessionClosed {
+        session,
+        bytes_up: 1,
+        bytes_down: 1,
+        duration_ms: 1,
+    })
+}
+
+struct Bound {
+    session: SessionId,
+    worker: WorkerAddr,
+    reconnect: String,
+}
+
+/// A CGP first connect, reported open with worker ticket `WORKER1`.
+async fn cgp_session(rig: &mut Rig) -> Bound {
+    let launch = rig.issue("127.0.0.1:1494", TicketKind::SingleUse);
+    let Verdict::Allow {
+        worker,
+        session,
+        reconnect_ticket: Some(reconnect),
+        worker_ticket: None,
+    } = rig.ask(RedeemKind::Cgp, &launch).await
+    else {
+        panic!("expected an allow with a reconnect ticket");
+    };
+    assert_eq!(worker.0, "127.0.0.1:2598".parse::<SocketAddr>().unwrap());
+    let reconnect = String::from_utf8(reconnect.as_bytes().to_vec()).unwrap();
+    report(rig, opened(session, worker, b"WORKER1")).await;
+    Bound {
+        session,
+        worker,
+        reconnect,
+    }
+}
+
+#[tokio::test]
+async fn a_cgp_first_connect_gets_a_reconnect_ticket_of_the_local_sta() {
+    let mut rig = Rig::new(HashMap::new());
+    let bound = cgp_session(&mut rig).await;
+    assert!(
+        bound.reconnect.starts_with(";40;STA01;"),
+        "{}",
+        bound.reconnect
+    );
+    let ticket = StaTicket::decode(bound.reconnect.as_bytes()).unwrap();
+    let redeemed = rig.sta.lock().redeem(&ticket, Instant::now()).unwrap();
+    assert_eq!(redeemed.kind, TicketKind::Refreshable);
+    assert_eq!(rig.service.reconnects().len(), 1);
+}
+
+#[tokio::test]
+async fn a_resume_goes_to_the_same_worker_with_the_workers_ticket_and_spends_the_old_one() {
+    let mut rig = Rig::new(HashMap::new());
+    let bound = cgp_session(&mut rig).await;
+    report(&mut rig, closed(bound.session)).await;
+    let Verdict::Allow {
+        worker,
+        session,
+        reconnect_ticket: Some(next),
+        worker_ticket: Some(worker_ticket),
+    } = rig.ask(RedeemKind::CgpReconnect, &bound.reconnect).await
+    else {
+        panic!("expected the resume allowed");
+    };
+    assert_eq!(worker, bound.worker);
+    assert_ne!(session, bound.session, "each connection has its own id");
+    assert_eq!(worker_ticket.as_bytes(), b"WORKER1");
+    assert_ne!(next.as_bytes(), bound.reconnect.as_bytes());
+    // Reused: the presented ticket was spent by the resume.
+    assert_eq!(
+        rig.ask(RedeemKind::CgpReconnect, &bound.reconnect).await,
+        deny(DenyReason::Reused)
+    );
+    // The new one resumes again.
+    let next = String::from_utf8(next.as_bytes().to_vec()).unwrap();
+    assert!(matches!(
+        rig.ask(RedeemKind::CgpReconnect, &next).await,
+        Verdict::Allow { .. }
+    ));
+}
+
+#[tokio::test]
+async fn foreign_and_launch_tickets_do_not_resume() {
+    let mut rig = Rig::new(HashMap::new());
+    let _bound = cgp_session(&mut rig).await;
+    let foreign = ";40;STA01;ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    assert_eq!(
+        rig.ask(RedeemKind::CgpReconnect, foreign).await,
+        deny(DenyReason::UnknownTicket)
+    );
+    let other_sta = ";40;STA77;ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    assert_eq!(
+        rig.ask(RedeemKind::CgpReconnect, other_sta).await,
+        deny(DenyReason::UnknownSta)
+    );
+    let launch = rig.issue("127.0.0.1:1494", TicketKind::SingleUse);
+    assert_eq!(
+        rig.ask(RedeemKind::CgpReconnect, &launch).await,
+        deny(DenyReason::UnknownTicket)
+    );
+    // A reconnect ticket of the STA that no session holds.
+    let orphan = rig.issue("127.0.0.1:1494", TicketKind::Refreshable);
+    assert_eq!(
+        rig.ask(RedeemKind::CgpReconnect, &orphan).await,
+        deny(DenyReason::UnknownTicket)
+    );
+}
+
+#[tokio::test]
+async fn a_resume_before_the_worker_ticket_is_known_is_refused_and_can_retry() {
+    let mut rig = Rig::new(HashMap::new());
+    let launch = rig.issue("127.0.0.1:1494", TicketKind::SingleUse);
+    let Verdict::Allow {
+        worker,
+        session,
+        reconnect_ticket: Some(reconnect),
+        ..
+    } = rig.ask(RedeemKind::Cgp, &launch).await
+    else {
+        panic!("expected allow");
+    };
+    let reconnect = String::from_utf8(reconnect.as_bytes().to_vec()).unwrap();
+    assert_eq!(
+        rig.ask(RedeemKind::CgpReconnect, &reconnect).await,
+        deny(DenyReason::WorkerUnreachable)
+    );
+    report(&mut rig, opened(session, worker, b"WORKER1")).await;
+    let _ = rig.ask(RedeemKind::CgpReconnect, &reconnect).await;
+}
+
+#[tokio::test]
+async fn after_the_window_the_ticket_is_revoked_and_the_resume_refused() {
+    let mut rig = Rig::new(HashMap::new());
+    let bound = cgp_session(&mut rig).await;
+    report(&mut rig, closed(bound.session)).await;
+    let keeper = tokio::spawn(keep_reconnects(
+        rig.service.clone(),
+        Duration::from_millis(20),
+    ));
+    let deadline = Instant::now() + TIMEOUT;
+    while !rig.service.reconnects().is_empty() {
+        assert!(Instant::now() < deadline, "the keeper ends the session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    keeper.abort();
+    assert_eq!(
+        rig.ask(RedeemKind::CgpReconnect, &bound.reconnect).await,
+        deny(DenyReason::Reused),
+        "a revoked ticket counts as used up"
+    );
+}
+
+#[tokio::test]
+async fn a_connected_session_outlives_its_ticket_lifetime_thanks_to_the_keeper() {
+    let (control, data) = in_process(Geometry::new(1, 64).unwrap()).unwrap();
+    let control_port = control.take_ports().unwrap().pop().unwrap();
+    let data_port = data.take_ports().unwrap().pop().unwrap();
+    let limits = StaLimits {
+        refreshable_ttl: Duration::from_millis(400),
+        ..StaLimits::default()
+    };
+    let sta = Arc::new(parking_lot::Mutex::new(Sta::new(
+        sta_id("STA01"),
+        limits,
+        seeded(2),
+    )));
+    let service = RedeemService::new(
+        StaRouter::new(sta.clone(), HashMap::new()),
+        Arc::new(SessionTable::new()),
+        Arc::new(SessionIds::new(control.generation())),
+        FakeResolver,
+        Duration::from_millis(200),
+    );
+    let task = tokio::spawn(service.clone().serve(control_port));
+    let keeper = tokio::spawn(keep_reconnects(service.clone(), Duration::from_millis(20)));
+    let mut rig = Rig {
+        port: AsyncPort::new(data_port).unwrap(),
+        sta,
+        sessions: service.sessions().clone(),
+        service,
+        task,
+        _data: data,
+    };
+    let bound = cgp_session(&mut rig).await;
+    // Three lifetimes of the STA ticket pass while the client is connected.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    report(&mut rig, closed(bound.session)).await;
+    let verdict = rig.ask(RedeemKind::CgpReconnect, &bound.reconnect).await;
+    keeper.abort();
+    assert!(matches!(verdict, Verdict::Allow { .. }), "{verdict:?}");
 }

@@ -59,6 +59,7 @@ fn verdict(session: u64) -> ToCore {
         worker: WorkerAddr("127.0.0.9:1494".parse().unwrap()),
         session: SessionId(session),
         reconnect_ticket: None,
+        worker_ticket: None,
     })
 }
 

@@ -174,6 +174,7 @@ impl Control {
                     worker: WorkerAddr("127.0.0.9:1494".parse().unwrap()),
                     session: SessionId(envelope.request_id.0),
                     reconnect_ticket: None,
+                    worker_ticket: None,
                 });
                 port.try_send(envelope.request_id, &verdict).unwrap();
             }

@@ -3,16 +3,22 @@
 //!
 //! ```text
 //! TLS listener:       detect ─► Tls ─► TlsAcceptor::accept ─► detect ─► Socks5 ─► socks::serve ─► relay (copy)
+//!                            │                                        └► Cgp ────► cgp::serve ───► relay (copy)
 //!                            └► anything else: tls_required
 //! plaintext listener: detect ─► Socks5 ─► socks::serve ─► relay (splice, or copy per relay mode)
+//!                            ├► Cgp ────► cgp::serve ───► relay (splice, or copy per relay mode)
 //!                            └► Tls: tls_not_offered
-//! either, after the last detection: Cgp, Http, RawIca ─► unsupported_protocol (not served yet)
+//! either, after the last detection: Http, RawIca ─► unsupported_protocol (not served yet)
 //! ```
 //!
 //! Gatehouse decides: on a TLS listener only TLS is accepted at the first
 //! detection (a plaintext SOCKS launch would expose the ticket); on a
 //! plaintext listener (behind a TLS-terminating load balancer) TLS is not
 //! offered.
+//!
+//! A CGP session is reported opened with the worker's reconnect ticket
+//! (the control plane keeps it for the resume) and closed when its
+//! connection ends; a resume is a new connection with a new session id.
 //!
 //! Every refusal ends the handler with [`SessionEnd::Refused`] carrying
 //! the `reason` and `fault` of the stage that refused; the core counts it
@@ -30,11 +36,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gatehouse_channel::{CoreId, CorePort, SessionClosed, SessionId, SessionOpened};
+use gatehouse_channel::{CoreId, CorePort, SessionClosed, SessionId, SessionOpened, TicketBytes};
 use gatehouse_wire::detect::Protocol;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use tracing::{debug, error};
 
+use crate::cgp::{self, CgpConfig, CgpLaunch, CgpOutcome};
 use crate::detect::{Detection, detect};
 use crate::handler::{Conn, Handler, HandlerFactory};
 use crate::redeem::{
@@ -56,6 +63,8 @@ pub struct GatewayConfig {
     pub detection: Detection,
     /// Deadlines of the SOCKSv5 exchange.
     pub socks: SocksConfig,
+    /// Deadlines of the CGP bind.
+    pub cgp: CgpConfig,
     /// Whether raw ICA is recognised (a direct-ICA listener); overrides
     /// `detection.config.raw_ica`. It is not served yet: recognised raw ICA
     /// is refused as `unsupported_protocol`.
@@ -77,6 +86,7 @@ impl GatewayConfig {
             tls: None,
             detection: Detection::default(),
             socks: SocksConfig::default(),
+            cgp: CgpConfig::default(),
             raw_ica: false,
         }
     }
@@ -227,7 +237,8 @@ impl<R: TicketRedeemer + 'static> Handler for Gateway<R> {
             (Protocol::Tls, None) => refuse("tls_not_offered", Fault::Client),
             (_, Some(_)) => refuse("tls_required", Fault::Client),
             (Protocol::Socks5, None) => self.serve_socks(stream, session).await,
-            (Protocol::Cgp | Protocol::Http | Protocol::RawIca, None) => unsupported(),
+            (Protocol::Cgp, None) => self.serve_cgp(stream, session).await,
+            (Protocol::Http | Protocol::RawIca, None) => unsupported(),
         }
     }
 }
@@ -255,7 +266,8 @@ impl<R: TicketRedeemer> Gateway<R> {
         });
         match protocol {
             Protocol::Socks5 => self.serve_socks(plain, session).await,
-            Protocol::Tls | Protocol::Cgp | Protocol::Http | Protocol::RawIca => unsupported(),
+            Protocol::Cgp => self.serve_cgp(plain, session).await,
+            Protocol::Tls | Protocol::Http | Protocol::RawIca => unsupported(),
         }
     }
 
@@ -266,34 +278,86 @@ impl<R: TicketRedeemer> Gateway<R> {
     {
         let peer = session.peer();
         match socks::serve(client, peer, &self.redeemer, &self.config.socks).await {
-            SocksOutcome::Relay(launch) => self.relay(launch, session).await,
+            SocksOutcome::Relay(launch) => {
+                let Launch {
+                    client,
+                    backend,
+                    redeemed,
+                    forwarded,
+                } = launch;
+                session.count_up(forwarded as u64);
+                self.relay(client, backend, redeemed, None, session).await
+            }
             SocksOutcome::Refuse {
                 refused,
                 session: redeemed,
             } => {
-                if let Some(id) = redeemed {
-                    // Redeemed, then the worker failed: the session never
-                    // opened; let the control plane release it.
-                    let closed = closed_report(id, 0, 0, 0);
-                    if self.redeemer.report(closed).is_err() {
-                        session.count_report_dropped();
-                    }
-                }
+                self.release(redeemed, session);
                 refuse(refused.reason(), refused.fault())
             }
         }
     }
 
+    /// The CGP bind, then the relay of the session.
+    async fn serve_cgp<S>(&self, client: Replay<S>, session: &Session) -> SessionEnd
+    where
+        S: Side + AsyncReadRent + AsyncWriteRent,
+    {
+        let peer = session.peer();
+        match cgp::serve(client, peer, &self.redeemer, &self.config.cgp).await {
+            CgpOutcome::Relay(launch) => {
+                let CgpLaunch {
+                    client,
+                    backend,
+                    redeemed,
+                    resumed,
+                    worker_ticket,
+                    bytes_up,
+                    bytes_down,
+                } = launch;
+                if resumed {
+                    session.set_proto(if self.config.tls.is_some() {
+                        "cgp_resume+tls"
+                    } else {
+                        "cgp_resume"
+                    });
+                }
+                session.count_up(bytes_up as u64);
+                session.count_down(bytes_down as u64);
+                self.relay(client, backend, redeemed, worker_ticket, session)
+                    .await
+            }
+            CgpOutcome::Refuse {
+                refused,
+                session: redeemed,
+            } => {
+                self.release(redeemed, session);
+                refuse(refused.reason(), refused.fault())
+            }
+        }
+    }
+
+    /// A session redeemed and then refused (the worker failed) never
+    /// opened: let the control plane release it.
+    fn release(&self, redeemed: Option<SessionId>, session: &Session) {
+        if let Some(id) = redeemed {
+            let closed = closed_report(id, 0, 0, 0);
+            if self.redeemer.report(closed).is_err() {
+                session.count_report_dropped();
+            }
+        }
+    }
+
     /// Relays a launch until it ends or the control plane kills it.
-    async fn relay<S: Side>(&self, launch: Launch<Replay<S>>, session: &Session) -> SessionEnd {
+    async fn relay<S: Side>(
+        &self,
+        client: Replay<S>,
+        backend: monoio::net::TcpStream,
+        redeemed: crate::redeem::Redeemed,
+        worker_ticket: Option<TicketBytes>,
+        session: &Session,
+    ) -> SessionEnd {
         session.established();
-        let Launch {
-            client,
-            backend,
-            redeemed,
-            forwarded,
-        } = launch;
-        session.count_up(forwarded as u64);
         let id = redeemed.session();
         debug!(
             core = session.core_id().0,
@@ -306,6 +370,7 @@ impl<R: TicketRedeemer> Gateway<R> {
             session: id,
             client: session.peer(),
             worker: redeemed.worker(),
+            worker_ticket,
         });
         if self.redeemer.report(opened).is_err() {
             session.count_report_dropped();
@@ -331,8 +396,8 @@ fn refuse(reason: &'static str, fault: Fault) -> SessionEnd {
     SessionEnd::Refused { reason, fault }
 }
 
-/// A protocol the gateway recognises but does not serve yet (CGP comes
-/// next; HTTP goes to the control plane).
+/// A protocol the gateway recognises but does not serve yet (HTTP goes to
+/// the control plane next).
 fn unsupported() -> SessionEnd {
     refuse("unsupported_protocol", Fault::Client)
 }

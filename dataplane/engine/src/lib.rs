@@ -42,6 +42,7 @@
 //! rented buffers for the TLS stream), each block with a `// SAFETY:` note.
 #![deny(unsafe_code)]
 
+pub mod cgp;
 mod config;
 mod core;
 mod counters;
@@ -65,10 +66,11 @@ pub use config::{ConfigError, Driver, EngineConfig, RelayMode};
 pub use counters::{CoreStats, MAX_REFUSAL_REASONS, Refusal, RefusalCounts};
 pub use engine::{Engine, EngineControl, EngineError, EngineHandle};
 pub use forward::Forward;
-pub use gatehouse_channel::{ClientAddr, CoreId, SessionId, WorkerAddr};
+pub use gatehouse_channel::{ClientAddr, CoreId, RedeemKind, SessionId, TicketBytes, WorkerAddr};
 pub use gateway::{ChannelPorts, Gateway, GatewayConfig, GatewayFactory, RedeemerFactory};
 pub use handler::{Conn, Handler, HandlerFactory, ListenerId};
 pub use redeem::{
-    ChannelRedeemer, ChannelRedeemerConfig, MemoryRedeemer, RedeemError, Redeemed, TicketRedeemer,
+    ChannelRedeemer, ChannelRedeemerConfig, MemoryGrant, MemoryRedeemer, RedeemError, Redeemed,
+    TicketRedeemer,
 };
 pub use session::{ConnId, Fault, Session, SessionEnd};

@@ -86,6 +86,10 @@ impl Default for SocksConfig {
 }
 
 /// What the handler decided.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per connection and moved straight into the relay"
+)]
 #[derive(Debug)]
 pub enum SocksOutcome<S> {
     /// The success reply is sent: relay `client` and `backend` both ways.

@@ -190,6 +190,7 @@ fn a_tls_listener_takes_only_tls_and_a_plaintext_listener_offers_none(driver: Dr
             .and_then(|()| tls.flush())
             .is_err()
     );
+    // CGP is served on a plaintext listener: a malformed BIND is refused.
     let mut cgp = connect(addr(&plain_engine));
     cgp.write_all(b"\x1aCGP/01\x05\x01bind").unwrap();
     assert!(sees_close(&mut cgp, Duration::from_secs(5)));
@@ -203,7 +204,8 @@ fn a_tls_listener_takes_only_tls_and_a_plaintext_listener_offers_none(driver: Dr
         "{:?}",
         stats.refusals
     );
-    assert_eq!(stats.refusals.get("unsupported_protocol"), 2);
+    assert_eq!(stats.refusals.get("cgp_malformed"), 1);
+    assert_eq!(stats.refusals.get("unsupported_protocol"), 1);
     assert_eq!(echo.accepted(), 0, "nothing reached a worker");
     plain_engine.shutdown(Duration::ZERO);
     plain_engine.join().unwrap();

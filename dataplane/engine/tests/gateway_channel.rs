@@ -128,6 +128,7 @@ fn allow_to(worker: SocketAddr) -> Answer {
             worker: WorkerAddr(worker),
             session: SessionId(42),
             reconnect_ticket: None,
+            worker_ticket: None,
         })
     })
 }

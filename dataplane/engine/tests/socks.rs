@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
 use std::time::Duration;
 
-use gatehouse_channel::DenyReason;
+use gatehouse_channel::{DenyReason, RedeemKind};
 use gatehouse_engine::detect::{Detection, detect};
 use gatehouse_engine::redeem::{MemoryRedeemer, RedeemError, Redeemed, TicketRedeemer};
 use gatehouse_engine::relay::Side;
@@ -103,7 +103,12 @@ fn expect_refusal<S>(outcome: SocksOutcome<S>) -> (Refused, Option<SessionId>) {
 struct SilentRedeemer;
 
 impl TicketRedeemer for SilentRedeemer {
-    async fn redeem(&self, _ticket: &[u8], _client: ClientAddr) -> Result<Redeemed, RedeemError> {
+    async fn redeem_as(
+        &self,
+        _kind: RedeemKind,
+        _ticket: &[u8],
+        _client: ClientAddr,
+    ) -> Result<Redeemed, RedeemError> {
         std::future::pending().await
     }
 }

@@ -95,6 +95,7 @@ fn control(name: &SegmentName, geometry: Geometry) {
                         worker: WorkerAddr("127.0.0.9:1494".parse().unwrap()),
                         session: SessionId(envelope.request_id.0),
                         reconnect_ticket: None,
+                        worker_ticket: None,
                     });
                     port.try_send(envelope.request_id, &verdict).unwrap();
                 }

@@ -2,13 +2,14 @@
 //!
 //! Payloads (little-endian; `addr` = family `04` + 4 octets + port, or
 //! family `06` + 16 octets + port + flowinfo u32 + scope id u32;
-//! `ticket` = length u8 + bytes):
+//! `ticket` = length u8 + bytes; an optional ticket (`reconnect`, `worker
+//! ticket`) = `00`, or `01` + ticket):
 //!
 //! ```text
 //! RedeemTicket   redeem kind u8, ticket, client addr
-//! Verdict        01 worker addr, session u64, 00 | 01 ticket   (allow)
-//!                02 reason u8                                   (deny)
-//! SessionOpened  session u64, client addr, worker addr
+//! Verdict        01 worker addr, session u64, reconnect, worker ticket   (allow)
+//!                02 reason u8                                            (deny)
+//! SessionOpened  session u64, client addr, worker addr, worker ticket
 //! SessionClosed  session u64, bytes up u64, bytes down u64, duration ms u64
 //! KillSession    session u64
 //! StatsRequest   (empty)
@@ -133,6 +134,7 @@ impl Message for ToControl {
                 w.u64(m.session.0);
                 w.addr(m.client.0);
                 w.addr(m.worker.0);
+                w.optional_ticket(m.worker_ticket.as_ref());
             }
             ToControl::SessionClosed(m) => {
                 w.u64(m.session.0);
@@ -171,6 +173,7 @@ impl Message for ToControl {
                 session: SessionId(r.u64("session")?),
                 client: ClientAddr(r.addr()?),
                 worker: WorkerAddr(r.addr()?),
+                worker_ticket: r.optional_ticket("worker ticket flag")?,
             }),
             Kind::SessionClosed => ToControl::SessionClosed(SessionClosed {
                 session: SessionId(r.u64("session")?),
@@ -222,17 +225,13 @@ impl Message for ToCore {
                 worker,
                 session,
                 reconnect_ticket,
+                worker_ticket,
             }) => {
                 w.u8(VERDICT_ALLOW);
                 w.addr(worker.0);
                 w.u64(session.0);
-                match reconnect_ticket {
-                    Some(ticket) => {
-                        w.u8(TICKET_PRESENT);
-                        w.ticket(ticket);
-                    }
-                    None => w.u8(TICKET_ABSENT),
-                }
+                w.optional_ticket(reconnect_ticket.as_ref());
+                w.optional_ticket(worker_ticket.as_ref());
             }
             ToCore::Verdict(Verdict::Deny { reason }) => {
                 w.u8(VERDICT_DENY);
@@ -252,15 +251,13 @@ impl Message for ToCore {
                 VERDICT_ALLOW => {
                     let worker = WorkerAddr(r.addr()?);
                     let session = SessionId(r.u64("session")?);
-                    let reconnect_ticket = match r.u8("reconnect ticket flag")? {
-                        TICKET_ABSENT => None,
-                        TICKET_PRESENT => Some(r.ticket()?),
-                        other => return Err(unknown("reconnect ticket flag", other)),
-                    };
+                    let reconnect_ticket = r.optional_ticket("reconnect ticket flag")?;
+                    let worker_ticket = r.optional_ticket("worker ticket flag")?;
                     ToCore::Verdict(Verdict::Allow {
                         worker,
                         session,
                         reconnect_ticket,
+                        worker_ticket,
                     })
                 }
                 VERDICT_DENY => ToCore::Verdict(Verdict::Deny {
@@ -326,9 +323,19 @@ impl<'a> Writer<'a> {
 
     fn ticket(&mut self, ticket: &TicketBytes) {
         let text = ticket.as_bytes();
-        // TicketBytes holds at most MAX_TICKET_BYTES (128): fits a u8.
+        // TicketBytes holds at most MAX_TICKET_BYTES (96): fits a u8.
         self.u8(u8::try_from(text.len()).unwrap_or(u8::MAX));
         self.bytes(text);
+    }
+
+    fn optional_ticket(&mut self, ticket: Option<&TicketBytes>) {
+        match ticket {
+            Some(ticket) => {
+                self.u8(TICKET_PRESENT);
+                self.ticket(ticket);
+            }
+            None => self.u8(TICKET_ABSENT),
+        }
     }
 
     fn addr(&mut self, addr: SocketAddr) {
@@ -393,6 +400,14 @@ impl<'a> Reader<'a> {
         self.take(field).map(u64::from_le_bytes)
     }
 
+    fn optional_ticket(&mut self, flag: &'static str) -> Result<Option<TicketBytes>, MessageError> {
+        match self.u8(flag)? {
+            TICKET_ABSENT => Ok(None),
+            TICKET_PRESENT => self.ticket().map(Some),
+            other => Err(unknown(flag, other)),
+        }
+    }
+
     fn ticket(&mut self) -> Result<TicketBytes, MessageError> {
         let len = usize::from(self.u8("ticket length")?);
         let text = self.slice(len, "ticket")?;
@@ -454,14 +469,14 @@ impl<'a> Reader<'a> {
 }
 
 /// Compile-time check that the largest payload fits a slot:
-/// RedeemTicket = 1 + (1 + 128) + 27; Allow = 1 + 27 + 8 + 1 + (1 + 128);
-/// StatsReport = 1 + 20 x 10.
+/// RedeemTicket = 1 + (1 + 96) + 27; Allow = 1 + 27 + 8 + 2 x (1 + 1 + 96)
+/// = 232; SessionOpened = 8 + 2 x 27 + 1 + (1 + 96); StatsReport = 1 + 20 x 10.
 const _: () = {
     const ADDR_MAX: usize = 1 + 16 + 2 + 4 + 4;
     const TICKET_MAX: usize = 1 + super::MAX_TICKET_BYTES;
     assert!(1 + TICKET_MAX + ADDR_MAX <= MAX_PAYLOAD_BYTES);
-    assert!(1 + ADDR_MAX + 8 + 1 + TICKET_MAX <= MAX_PAYLOAD_BYTES);
+    assert!(1 + ADDR_MAX + 8 + 2 * (1 + TICKET_MAX) <= MAX_PAYLOAD_BYTES);
     const REPORT_MAX: usize = 1 + super::MAX_COUNTERS * 10;
     assert!(REPORT_MAX <= MAX_PAYLOAD_BYTES);
-    assert!(8 + 2 * ADDR_MAX <= MAX_PAYLOAD_BYTES);
+    assert!(8 + 2 * ADDR_MAX + 1 + TICKET_MAX <= MAX_PAYLOAD_BYTES);
 };

@@ -35,7 +35,7 @@ pub use codec::{decode, encode};
 use crate::ids::{ClientAddr, CounterId, Generation, RequestId, SessionId, WorkerAddr};
 
 /// The schema version this build writes and the only one it reads.
-pub const SCHEMA_VERSION: u16 = 0x0001;
+pub const SCHEMA_VERSION: u16 = 0x0002;
 /// Bytes in one ring slot.
 pub const SLOT_BYTES: usize = 256;
 /// Bytes of the fixed header at the start of every slot.
@@ -43,7 +43,7 @@ pub const HEADER_BYTES: usize = 20;
 /// The largest payload a slot carries.
 pub const MAX_PAYLOAD_BYTES: usize = SLOT_BYTES - HEADER_BYTES;
 /// The longest ticket text a message carries.
-pub const MAX_TICKET_BYTES: usize = 128;
+pub const MAX_TICKET_BYTES: usize = 96;
 /// The most counters one [`StatsReport`] carries; send several for more.
 pub const MAX_COUNTERS: usize = 20;
 
@@ -215,6 +215,12 @@ pub struct RedeemTicket {
 }
 
 /// Control plane -> core: the answer to a [`RedeemTicket`].
+// Tickets are stored inline so that a message never allocates; a deny is
+// rare next to an allow, so the size difference costs nothing.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "inline tickets: messages never allocate"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Connect the client to `worker` as `session`.
@@ -223,8 +229,14 @@ pub enum Verdict {
         worker: WorkerAddr,
         /// The session id the core reports opened/closed under.
         session: SessionId,
-        /// A reconnect ticket for session reliability, if one was issued.
+        /// CGP: the gateway's reconnect ticket for the session (an STA
+        /// reconnect ticket), which the core hands the client in the
+        /// worker's BIND_RESPONSE in place of the worker's own.
         reconnect_ticket: Option<TicketBytes>,
+        /// CGP resume: the worker's own reconnect ticket for the session,
+        /// which the core puts in the BIND_REQUEST it forwards in place of
+        /// the client's.
+        worker_ticket: Option<TicketBytes>,
     },
     /// Refuse the client.
     Deny {
@@ -268,6 +280,9 @@ pub struct SessionOpened {
     pub client: ClientAddr,
     /// The worker connected.
     pub worker: WorkerAddr,
+    /// CGP: the reconnect ticket the worker's BIND_RESPONSE carried (the
+    /// client got the verdict's instead); `None` for SOCKS.
+    pub worker_ticket: Option<TicketBytes>,
 }
 
 /// Core -> control plane: a session ended.
@@ -376,6 +391,10 @@ pub enum ToControl {
 }
 
 /// Everything the control plane sends to a core.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "inline tickets: messages never allocate"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToCore {
     /// The answer to a redemption (same request id).

@@ -68,6 +68,13 @@ fn all_to_control() -> Vec<ToControl> {
             session: SessionId(u64::MAX),
             client: ClientAddr(v6()),
             worker: WorkerAddr(v4("10.0.0.5:1494")),
+            worker_ticket: None,
+        }),
+        ToControl::SessionOpened(SessionOpened {
+            session: SessionId(7),
+            client: ClientAddr(v6()),
+            worker: WorkerAddr(v6()),
+            worker_ticket: Some(ticket(MAX_TICKET_BYTES)),
         }),
         ToControl::SessionClosed(SessionClosed {
             session: SessionId(3),
@@ -96,11 +103,13 @@ fn all_to_core() -> Vec<ToCore> {
             worker: WorkerAddr(v4("10.0.0.5:2598")),
             session: SessionId(42),
             reconnect_ticket: None,
+            worker_ticket: None,
         }),
         ToCore::Verdict(Verdict::Allow {
             worker: WorkerAddr(v6()),
             session: SessionId(43),
             reconnect_ticket: Some(ticket(MAX_TICKET_BYTES)),
+            worker_ticket: Some(ticket(MAX_TICKET_BYTES)),
         }),
         ToCore::KillSession(KillSession {
             session: SessionId(9),
@@ -150,7 +159,7 @@ fn header_is_written_little_endian_in_documented_order() {
     assert_eq!(
         &slot[..HEADER_BYTES],
         &[
-            0x01, 0x00, // version
+            0x02, 0x00, // version
             0x05, 0x00, // kind
             0x08, 0x00, // payload length
             0x00, 0x00, // reserved
@@ -164,10 +173,16 @@ fn header_is_written_little_endian_in_documented_order() {
 #[test]
 fn refuses_an_unknown_schema_version() {
     let (mut slot, _) = encoded(ToCore::StatsRequest);
-    slot[0] = 0x02;
+    // Version 1 (before CGP's worker tickets) is refused, not misread.
+    slot[0] = 0x01;
     assert_eq!(
         decode::<ToCore>(&slot),
-        Err(MessageError::UnknownVersion(2))
+        Err(MessageError::UnknownVersion(1))
+    );
+    slot[0] = 0x03;
+    assert_eq!(
+        decode::<ToCore>(&slot),
+        Err(MessageError::UnknownVersion(3))
     );
 }
 
@@ -271,6 +286,7 @@ fn refuses_an_unknown_address_family() {
         worker: WorkerAddr(v4("10.0.0.1:1494")),
         session: SessionId(1),
         reconnect_ticket: None,
+        worker_ticket: None,
     }));
     slot[HEADER_BYTES + 1] = 0x05;
     assert_eq!(
@@ -288,17 +304,19 @@ fn refuses_a_ticket_longer_than_the_limit() {
         TicketBytes::new(&[b'A'; MAX_TICKET_BYTES + 1]),
         Err(MessageError::TicketTooLong(MAX_TICKET_BYTES + 1))
     );
-    // A 129-byte ticket written by hand into a slot is refused too.
+    // A ticket one byte over the limit written by hand into a slot is
+    // refused too.
+    let over = MAX_TICKET_BYTES + 1;
     let mut slot = [0; SLOT_BYTES];
-    let payload_len = 1 + 1 + 129 + 7;
-    slot[0] = 0x01;
+    let payload_len = 1 + 1 + over + 7;
+    slot[0..2].copy_from_slice(&SCHEMA_VERSION.to_le_bytes());
     slot[2] = 0x01;
     slot[4] = u8::try_from(payload_len).unwrap();
     slot[HEADER_BYTES] = 0x01;
-    slot[HEADER_BYTES + 1] = 129;
+    slot[HEADER_BYTES + 1] = u8::try_from(over).unwrap();
     assert_eq!(
         decode::<ToControl>(&slot),
-        Err(MessageError::TicketTooLong(129))
+        Err(MessageError::TicketTooLong(over))
     );
 }
 
@@ -360,13 +378,20 @@ fn arb_ticket() -> impl Strategy<Value = TicketBytes> {
 
 fn arb_to_core() -> impl Strategy<Value = ToCore> {
     prop_oneof![
-        (arb_addr(), any::<u64>(), proptest::option::of(arb_ticket())).prop_map(
-            |(worker, session, reconnect_ticket)| ToCore::Verdict(Verdict::Allow {
-                worker: WorkerAddr(worker),
-                session: SessionId(session),
-                reconnect_ticket,
-            })
-        ),
+        (
+            arb_addr(),
+            any::<u64>(),
+            proptest::option::of(arb_ticket()),
+            proptest::option::of(arb_ticket())
+        )
+            .prop_map(|(worker, session, reconnect_ticket, worker_ticket)| {
+                ToCore::Verdict(Verdict::Allow {
+                    worker: WorkerAddr(worker),
+                    session: SessionId(session),
+                    reconnect_ticket,
+                    worker_ticket,
+                })
+            }),
         any::<u64>().prop_map(|s| ToCore::KillSession(KillSession {
             session: SessionId(s)
         })),
@@ -387,13 +412,18 @@ fn arb_to_control() -> impl Strategy<Value = ToControl> {
                 client: ClientAddr(client),
             })
         }),
-        (any::<u64>(), arb_addr(), arb_addr()).prop_map(|(s, c, w)| ToControl::SessionOpened(
-            SessionOpened {
+        (
+            any::<u64>(),
+            arb_addr(),
+            arb_addr(),
+            proptest::option::of(arb_ticket())
+        )
+            .prop_map(|(s, c, w, t)| ToControl::SessionOpened(SessionOpened {
                 session: SessionId(s),
                 client: ClientAddr(c),
                 worker: WorkerAddr(w),
-            }
-        )),
+                worker_ticket: t,
+            })),
         proptest::collection::vec((any::<u16>(), any::<u64>()), 0..=MAX_COUNTERS).prop_map(
             |pairs| {
                 let pairs: Vec<_> = pairs.into_iter().map(|(i, v)| (CounterId(i), v)).collect();

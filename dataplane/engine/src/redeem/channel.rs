@@ -148,17 +148,22 @@ impl ChannelRedeemer {
 }
 
 impl TicketRedeemer for ChannelRedeemer {
-    /// Sends `RedeemTicket { kind: Socks }` and waits for the verdict until
-    /// the configured deadline. Refuses at once when the ring or the
-    /// pending table is full.
-    async fn redeem(&self, ticket: &[u8], client: ClientAddr) -> Result<Redeemed, RedeemError> {
+    /// Sends `RedeemTicket { kind }` and waits for the verdict until the
+    /// configured deadline. Refuses at once when the ring or the pending
+    /// table is full.
+    async fn redeem_as(
+        &self,
+        kind: RedeemKind,
+        ticket: &[u8],
+        client: ClientAddr,
+    ) -> Result<Redeemed, RedeemError> {
         let shared = self.shared.as_ref().ok_or(RedeemError::NoChannel)?;
         // A ticket too long for a message is no STA ticket.
         let ticket =
             TicketBytes::new(ticket).map_err(|_| RedeemError::Denied(DenyReason::Malformed))?;
         let deadline = Instant::now() + shared.deadline;
         let waiter = Rc::new(Waiter::default());
-        shared.submit(ticket, client, deadline, waiter.clone())?;
+        shared.submit(kind, ticket, client, deadline, waiter.clone())?;
         match monoio::time::timeout_at(deadline, WaitAnswer(&waiter)).await {
             Ok(answer) => answer,
             Err(_elapsed) => {
@@ -207,6 +212,7 @@ impl Shared {
     /// Records the waiter and sends the request; refuses without waiting.
     fn submit(
         &self,
+        kind: RedeemKind,
         ticket: TicketBytes,
         client: ClientAddr,
         deadline: Instant,
@@ -221,7 +227,7 @@ impl Shared {
         let mut port = self.port.borrow_mut();
         let id = port.next_request_id();
         let request = ToControl::RedeemTicket(RedeemTicket {
-            kind: RedeemKind::Socks,
+            kind,
             ticket,
             client,
         });
@@ -284,8 +290,11 @@ impl Shared {
         let waiter = self.pending.borrow_mut().complete(id);
         let answer = match verdict {
             Verdict::Allow {
-                worker, session, ..
-            } => Ok(Redeemed::new(worker, session)),
+                worker,
+                session,
+                reconnect_ticket,
+                worker_ticket,
+            } => Ok(Redeemed::new(worker, session).with_tickets(reconnect_ticket, worker_ticket)),
             Verdict::Deny { reason } => Err(RedeemError::Denied(reason)),
         };
         match waiter {

@@ -3,19 +3,49 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use gatehouse_channel::{ClientAddr, DenyReason, SessionId, WorkerAddr};
+use gatehouse_channel::{ClientAddr, DenyReason, RedeemKind, SessionId, TicketBytes, WorkerAddr};
 
 use super::{RedeemError, Redeemed, TicketRedeemer};
 
-/// A map of ticket bytes to worker, each ticket usable once, session ids
+/// A map of ticket bytes to grants, each ticket usable once, session ids
 /// counting from 1. Reports go nowhere and nothing is ever killed.
+///
+/// A ticket added with [`MemoryRedeemer::insert`] is a launch ticket: SOCKS
+/// or CGP first connect. [`MemoryRedeemer::insert_grant`] adds any kind,
+/// with the CGP reconnect tickets of the verdict. A ticket presented as
+/// the wrong kind is denied as [`DenyReason::UnknownTicket`] (and stays).
 ///
 /// Lookups are plain hash-map lookups, not constant-time: do not use it
 /// where tickets are secrets an attacker can time.
 #[derive(Debug, Default)]
 pub struct MemoryRedeemer {
-    tickets: RefCell<HashMap<Vec<u8>, WorkerAddr>>,
+    tickets: RefCell<HashMap<Vec<u8>, MemoryGrant>>,
     last_session: Cell<u64>,
+}
+
+/// What a [`MemoryRedeemer`] ticket grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryGrant {
+    /// The worker to connect.
+    pub worker: WorkerAddr,
+    /// The kinds the ticket may be presented as.
+    pub kinds: Vec<RedeemKind>,
+    /// The verdict's gateway reconnect ticket (CGP).
+    pub reconnect_ticket: Option<TicketBytes>,
+    /// The verdict's worker reconnect ticket (CGP resume).
+    pub worker_ticket: Option<TicketBytes>,
+}
+
+impl MemoryGrant {
+    /// A launch ticket (SOCKS or CGP first connect) for `worker`.
+    pub fn launch(worker: WorkerAddr) -> MemoryGrant {
+        MemoryGrant {
+            worker,
+            kinds: vec![RedeemKind::Socks, RedeemKind::Cgp],
+            reconnect_ticket: None,
+            worker_ticket: None,
+        }
+    }
 }
 
 impl MemoryRedeemer {
@@ -24,9 +54,14 @@ impl MemoryRedeemer {
         MemoryRedeemer::default()
     }
 
-    /// Adds (or replaces) a ticket for `worker`.
+    /// Adds (or replaces) a launch ticket for `worker`.
     pub fn insert(&self, ticket: impl Into<Vec<u8>>, worker: WorkerAddr) {
-        self.tickets.borrow_mut().insert(ticket.into(), worker);
+        self.insert_grant(ticket, MemoryGrant::launch(worker));
+    }
+
+    /// Adds (or replaces) a ticket with any grant.
+    pub fn insert_grant(&self, ticket: impl Into<Vec<u8>>, grant: MemoryGrant) {
+        self.tickets.borrow_mut().insert(ticket.into(), grant);
     }
 
     /// The same redeemer with `ticket` added (builder form of [`Self::insert`]).
@@ -48,16 +83,24 @@ impl MemoryRedeemer {
 
 impl TicketRedeemer for MemoryRedeemer {
     /// Removes the ticket and allows it once; an unknown (or already used)
-    /// ticket is denied as [`DenyReason::UnknownTicket`].
-    async fn redeem(&self, ticket: &[u8], _client: ClientAddr) -> Result<Redeemed, RedeemError> {
-        let worker = self
-            .tickets
-            .borrow_mut()
-            .remove(ticket)
-            .ok_or(RedeemError::Denied(DenyReason::UnknownTicket))?;
+    /// ticket, or one presented as a kind it does not grant, is denied as
+    /// [`DenyReason::UnknownTicket`].
+    async fn redeem_as(
+        &self,
+        kind: RedeemKind,
+        ticket: &[u8],
+        _client: ClientAddr,
+    ) -> Result<Redeemed, RedeemError> {
+        let mut tickets = self.tickets.borrow_mut();
+        let denied = RedeemError::Denied(DenyReason::UnknownTicket);
+        if !tickets.get(ticket).ok_or(denied)?.kinds.contains(&kind) {
+            return Err(denied);
+        }
+        let grant = tickets.remove(ticket).ok_or(denied)?;
         let session = self.last_session.get() + 1;
         self.last_session.set(session);
-        Ok(Redeemed::new(worker, SessionId(session)))
+        Ok(Redeemed::new(grant.worker, SessionId(session))
+            .with_tickets(grant.reconnect_ticket, grant.worker_ticket))
     }
 }
 
@@ -91,6 +134,41 @@ mod tests {
                 Err(RedeemError::Denied(DenyReason::UnknownTicket))
             );
             assert!(redeemer.is_empty());
+        });
+    }
+
+    #[test]
+    fn refuses_a_ticket_presented_as_a_kind_it_does_not_grant() {
+        run(async {
+            let client = ClientAddr(addr(50_000));
+            let redeemer = MemoryRedeemer::new().with(&b"T1"[..], WorkerAddr(addr(2598)));
+            assert_eq!(
+                redeemer
+                    .redeem_as(RedeemKind::CgpReconnect, b"T1", client)
+                    .await,
+                Err(RedeemError::Denied(DenyReason::UnknownTicket))
+            );
+            let reconnect = TicketBytes::new(b"R1").unwrap();
+            let redeemed = redeemer
+                .redeem_as(RedeemKind::Cgp, b"T1", client)
+                .await
+                .unwrap();
+            assert_eq!(redeemed.reconnect_ticket(), None);
+            redeemer.insert_grant(
+                &b"R1"[..],
+                MemoryGrant {
+                    worker: WorkerAddr(addr(2598)),
+                    kinds: vec![RedeemKind::CgpReconnect],
+                    reconnect_ticket: Some(reconnect),
+                    worker_ticket: Some(TicketBytes::new(b"W1").unwrap()),
+                },
+            );
+            let resumed = redeemer
+                .redeem_as(RedeemKind::CgpReconnect, b"R1", client)
+                .await
+                .unwrap();
+            assert_eq!(resumed.reconnect_ticket(), Some(&reconnect));
+            assert_eq!(resumed.worker_ticket().unwrap().as_bytes(), b"W1");
         });
     }
 

@@ -20,20 +20,21 @@ mod channel;
 mod memory;
 
 pub use channel::{ChannelRedeemer, ChannelRedeemerConfig, ChannelRedeemerStats};
-pub use memory::MemoryRedeemer;
+pub use memory::{MemoryGrant, MemoryRedeemer};
 
 use std::future::Future;
 use std::time::Duration;
 
 use gatehouse_channel::{
-    ClientAddr, DenyReason, SessionClosed, SessionId, SessionOpened, WorkerAddr,
+    ClientAddr, DenyReason, RedeemKind, SessionClosed, SessionId, SessionOpened, TicketBytes,
+    WorkerAddr,
 };
 use gatehouse_wire::socks5::Refusal;
 
 use crate::session::Fault;
 
-/// Proof that a ticket was redeemed: where to connect, and the session it
-/// belongs to.
+/// Proof that a ticket was redeemed: where to connect, the session it
+/// belongs to, and for CGP the reconnect tickets.
 ///
 /// Only code in this crate constructs one (see the module docs); it is
 /// neither `Clone` nor `Copy`, so one redemption starts at most one relay.
@@ -41,13 +42,43 @@ use crate::session::Fault;
 pub struct Redeemed {
     worker: WorkerAddr,
     session: SessionId,
+    reconnect_ticket: Option<TicketBytes>,
+    worker_ticket: Option<TicketBytes>,
 }
 
 impl Redeemed {
     /// Records a verdict of the control plane. Call only where a redeemer
     /// has received an allow verdict for the ticket.
     pub(crate) fn new(worker: WorkerAddr, session: SessionId) -> Redeemed {
-        Redeemed { worker, session }
+        Redeemed {
+            worker,
+            session,
+            reconnect_ticket: None,
+            worker_ticket: None,
+        }
+    }
+
+    /// The same grant with the verdict's CGP reconnect tickets.
+    pub(crate) fn with_tickets(
+        mut self,
+        reconnect_ticket: Option<TicketBytes>,
+        worker_ticket: Option<TicketBytes>,
+    ) -> Redeemed {
+        self.reconnect_ticket = reconnect_ticket;
+        self.worker_ticket = worker_ticket;
+        self
+    }
+
+    /// CGP: the gateway's reconnect ticket, handed to the client in place
+    /// of the worker's.
+    pub fn reconnect_ticket(&self) -> Option<&TicketBytes> {
+        self.reconnect_ticket.as_ref()
+    }
+
+    /// CGP resume: the worker's own reconnect ticket, forwarded to the
+    /// worker in place of the client's.
+    pub fn worker_ticket(&self) -> Option<&TicketBytes> {
+        self.worker_ticket.as_ref()
     }
 
     /// The worker to connect to.
@@ -174,16 +205,27 @@ pub struct ReportDropped;
 /// not be `Send`. The SOCKS handler bounds the wait with its own deadline;
 /// dropping any future must be harmless.
 pub trait TicketRedeemer {
-    /// Redeems `ticket` (the SOCKS `DST.ADDR` bytes, opaque here) for the
+    /// Redeems `ticket` (opaque here: the SOCKS `DST.ADDR` bytes, the CGP
+    /// security ticket or reconnect ticket), presented as `kind`, for the
     /// client at `client`.
     ///
-    /// Errors: [`RedeemError`]; its [`RedeemError::refusal`] makes the
+    /// Errors: [`RedeemError`]; its [`RedeemError::refusal`] makes a SOCKS
     /// client's reply.
+    fn redeem_as(
+        &self,
+        kind: RedeemKind,
+        ticket: &[u8],
+        client: ClientAddr,
+    ) -> impl Future<Output = Result<Redeemed, RedeemError>>;
+
+    /// [`TicketRedeemer::redeem_as`] for a SOCKS launch.
     fn redeem(
         &self,
         ticket: &[u8],
         client: ClientAddr,
-    ) -> impl Future<Output = Result<Redeemed, RedeemError>>;
+    ) -> impl Future<Output = Result<Redeemed, RedeemError>> {
+        self.redeem_as(RedeemKind::Socks, ticket, client)
+    }
 
     /// Tells the control plane about a redeemed session. Best effort and
     /// never blocking: a full channel drops the report ([`ReportDropped`],

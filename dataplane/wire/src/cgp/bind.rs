@@ -254,6 +254,15 @@ impl<'a> BindRequest<'a> {
     pub fn reconnect(&self) -> Option<ReconnectInfo<'a>> {
         reconnect(&self.capabilities)
     }
+
+    /// Replaces the reconnect ticket of the session reliability capability
+    /// with `ticket`, keeping its version and everything else; `false`
+    /// (and nothing changed) when the BIND carries no reconnect ticket.
+    /// A gateway uses it to swap the ticket it handed the client for the
+    /// worker's own.
+    pub fn replace_reconnect_ticket(&mut self, ticket: &'a [u8]) -> bool {
+        replace_reconnect_ticket(&mut self.capabilities, ticket)
+    }
 }
 
 impl<'a> BindResponse<'a> {
@@ -301,6 +310,28 @@ impl<'a> BindResponse<'a> {
     pub fn reconnect(&self) -> Option<ReconnectInfo<'a>> {
         reconnect(&self.capabilities)
     }
+
+    /// As [`BindRequest::replace_reconnect_ticket`]: a gateway hands the
+    /// client its own ticket in place of the worker's.
+    pub fn replace_reconnect_ticket(&mut self, ticket: &'a [u8]) -> bool {
+        replace_reconnect_ticket(&mut self.capabilities, ticket)
+    }
+}
+
+fn replace_reconnect_ticket<'a>(capabilities: &mut [Capability<'a>], ticket: &'a [u8]) -> bool {
+    capabilities
+        .iter_mut()
+        .find_map(|capability| match capability {
+            Capability::SessionReliability(SessionReliability {
+                reconnect_ticket: Some(present),
+                ..
+            }) => {
+                present.ticket = ticket;
+                Some(())
+            }
+            _ => None,
+        })
+        .is_some()
 }
 
 impl Capability<'_> {

@@ -50,6 +50,7 @@ fn a_late_allow_for_an_abandoned_redemption_releases_the_session() {
             worker: WorkerAddr(SocketAddr::from(([127, 0, 0, 1], 1494))),
             session: SessionId(7),
             reconnect_ticket: None,
+            worker_ticket: None,
         });
         control_port.try_send(request.request_id, &allow).unwrap();
 

@@ -395,3 +395,56 @@ fn error_messages_are_lowercase() {
         assert!(!text.ends_with('.'), "{text}");
     }
 }
+
+#[test]
+fn replacing_the_reconnect_ticket_keeps_everything_else() {
+    let mut bind = resume_bind();
+    let replacement = b";40;STA01;0123456789ABCDEFGHIJKLMNOPQRSTUV";
+    assert!(bind.replace_reconnect_ticket(replacement));
+    let mut out = Vec::new();
+    encode_connection_preamble(&bind, &mut out).unwrap();
+    let (decoded, _) = decode_connection_preamble(&out).unwrap().done().unwrap();
+    let info = decoded.reconnect().unwrap();
+    assert_eq!(info.ticket, &replacement[..]);
+    assert_eq!(info.ticket_version, RECONNECT_TICKET_VERSION);
+    assert_eq!(info.next_message_number, MessageNumber(42));
+    let original = resume_bind();
+    assert_eq!(
+        decoded.session_reliability().unwrap().channels,
+        original.session_reliability().unwrap().channels
+    );
+    assert_eq!(decoded.capabilities.len(), original.capabilities.len());
+}
+
+#[test]
+fn replacing_a_reconnect_ticket_that_is_not_there_changes_nothing() {
+    let mut bind = sta_bind();
+    assert!(!bind.replace_reconnect_ticket(b"R"));
+    assert_eq!(bind, sta_bind());
+    let mut response = BindResponse::default();
+    assert!(!response.replace_reconnect_ticket(b"R"));
+    assert_eq!(response, BindResponse::default());
+}
+
+#[test]
+fn a_bind_response_hands_out_the_replaced_ticket() {
+    let mut response = BindResponse {
+        capabilities: vec![Capability::SessionReliability(SessionReliability {
+            min_version: 1,
+            max_version: 1,
+            ack_algorithms: SessionReliability::ACK_DELTA,
+            next_message_number: MessageNumber(1),
+            reconnect_ticket: Some(ReconnectTicket {
+                version: 2,
+                ticket: b"WORKER",
+            }),
+            channels: vec![],
+        })],
+    };
+    assert!(response.replace_reconnect_ticket(b"GATEWAY"));
+    let mut out = Vec::new();
+    response.encode(&mut out).unwrap();
+    let (decoded, _) = BindResponse::decode(&out).unwrap().done().unwrap();
+    assert_eq!(decoded.reconnect().unwrap().ticket, b"GATEWAY");
+    assert_eq!(decoded.next_message_number(), Some(MessageNumber(1)));
+}
