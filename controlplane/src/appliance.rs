@@ -33,7 +33,7 @@ use gatehouse_engine::socks::SocksConfig;
 use gatehouse_engine::tls::{TlsAcceptor, TlsSetupError};
 use gatehouse_engine::{
     ChannelRedeemerConfig, CoreStats, Engine, EngineConfig, EngineError, EngineHandle,
-    GatewayConfig, GatewayFactory,
+    GatewayConfig, GatewayFactory, WebForward,
 };
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -51,6 +51,7 @@ use crate::redeem::{
 use crate::sessions::{SessionIds, SessionTable};
 use crate::sta::Sta;
 use crate::sta::http::{self as sta_http, RemoteError, SharedSta, StaRouter};
+use crate::web;
 
 /// Worker threads of the control plane's tokio runtime: the control plane
 /// is light next to the data plane, which owns the cores.
@@ -117,6 +118,15 @@ pub enum RunError {
     /// A blocking step panicked or was cancelled.
     #[error("a control plane task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The web socket could not be bound.
+    #[error("cannot listen on the web socket {}", path.display())]
+    Web {
+        /// The socket path.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl RunError {
@@ -221,6 +231,7 @@ pub fn start_gateway(
             deadline: handshake,
             ..CgpConfig::default()
         },
+        web: Some(WebForward::new(config.data_dir.join(web::SOCKET_NAME))),
         raw_ica: false,
     };
     let redeem = ChannelRedeemerConfig {
@@ -257,6 +268,18 @@ async fn serve(config: Config) -> Result<(), RunError> {
         STA_SWEEP_PERIOD,
     ))];
     let admin = Admin::start(config.admin.listen, sta).await?;
+    let web_path = config.data_dir.join(web::SOCKET_NAME);
+    let web_listener = web::bind(&web_path).map_err(|source| RunError::Web {
+        path: web_path.clone(),
+        source,
+    })?;
+    // Dropped at the end of `serve`, which stops the web server.
+    let (_web_stop, web_stopped) = tokio::sync::watch::channel(false);
+    background.push(tokio::spawn(web::serve(
+        web_listener,
+        web::router(),
+        web_stopped,
+    )));
 
     let (control, data) = open_channel(resolve_cores(config.engine.cores))?;
     let service = RedeemService::new(

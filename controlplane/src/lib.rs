@@ -15,6 +15,8 @@
 //! - [`certificate`]: the gateway certificate (configured files, or a
 //!   self-signed ECDSA P-256 one generated into the data directory).
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
+//! - [`web`]: the gateway's web side: HTTP connections the data plane
+//!   forwards over a unix socket behind a PROXY v2 header; the login page.
 //! - [`appliance`]: `gatehouse run`: the control plane and the engine cores
 //!   in one process, wired by the channel.
 //!
@@ -34,3 +36,4 @@ pub mod reconnect;
 pub mod redeem;
 pub mod sessions;
 pub mod sta;
+pub mod web;

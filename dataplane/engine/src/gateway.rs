@@ -8,8 +8,17 @@
 //! plaintext listener: detect ─► Socks5 ─► socks::serve ─► relay (splice, or copy per relay mode)
 //!                            ├► Cgp ────► cgp::serve ───► relay (splice, or copy per relay mode)
 //!                            └► Tls: tls_not_offered
-//! either, after the last detection: Http, RawIca ─► unsupported_protocol (not served yet)
+//! either, after the last detection: Http ─► web forward (PROXY v2 header + relay to the
+//!                                             control plane's web socket), or
+//!                                             unsupported_protocol without one
+//!                                   RawIca ─► unsupported_protocol (not served yet)
 //! ```
+//!
+//! An HTTP connection goes to the control plane's web endpoint (a unix
+//! socket, [`WebForward`]) with a PROXY protocol v2 header in front naming
+//! the client and the listener address and whether the client spoke TLS;
+//! then the bytes are relayed both ways untouched. The control plane parses
+//! the HTTP.
 //!
 //! Gatehouse decides: on a TLS listener only TLS is accepted at the first
 //! detection (a plaintext SOCKS launch would expose the ticket); on a
@@ -33,8 +42,10 @@
 //! [`GatewayFactory::with_channel`] (one [`CorePort`] per core), passed to
 //! [`Engine::start`](crate::Engine::start).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gatehouse_channel::{CoreId, CorePort, SessionClosed, SessionId, SessionOpened, TicketBytes};
 use gatehouse_wire::detect::Protocol;
@@ -52,6 +63,9 @@ use crate::replay::Replay;
 use crate::session::{Fault, Session, SessionEnd};
 use crate::socks::{self, Launch, SocksConfig, SocksOutcome};
 use crate::tls::TlsAcceptor;
+use gatehouse_wire::proxy::{self, Addresses};
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::UnixStream;
 
 /// How the gateway serves its listeners (every listener of the engine).
 #[derive(Debug, Clone)]
@@ -65,6 +79,9 @@ pub struct GatewayConfig {
     pub socks: SocksConfig,
     /// Deadlines of the CGP bind.
     pub cgp: CgpConfig,
+    /// Where HTTP connections go; `None` refuses them
+    /// (`unsupported_protocol`).
+    pub web: Option<WebForward>,
     /// Whether raw ICA is recognised (a direct-ICA listener); overrides
     /// `detection.config.raw_ica`. It is not served yet: recognised raw ICA
     /// is refused as `unsupported_protocol`.
@@ -87,7 +104,27 @@ impl GatewayConfig {
             detection: Detection::default(),
             socks: SocksConfig::default(),
             cgp: CgpConfig::default(),
+            web: None,
             raw_ica: false,
+        }
+    }
+}
+
+/// The control plane's web endpoint that HTTP connections are forwarded to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebForward {
+    /// The unix socket the control plane's web server listens on.
+    pub socket: PathBuf,
+    /// Limit for connecting to it and writing the PROXY header.
+    pub connect_timeout: Duration,
+}
+
+impl WebForward {
+    /// Forward to `socket` with a 2 s connect limit.
+    pub fn new(socket: PathBuf) -> WebForward {
+        WebForward {
+            socket,
+            connect_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -227,25 +264,35 @@ impl<R> Gateway<R> {
 
 impl<R: TicketRedeemer + 'static> Handler for Gateway<R> {
     async fn handle(&self, conn: Conn, session: &Session) -> SessionEnd {
+        let local = conn.local;
         let (protocol, stream) = match detect(conn.stream, &self.detection).await {
             Ok(detected) => detected,
             Err(refused) => return refuse(refused.reason(), refused.fault()),
         };
         session.set_proto(protocol.name());
         match (protocol, &self.config.tls) {
-            (Protocol::Tls, Some(acceptor)) => self.serve_tls(acceptor, stream, session).await,
+            (Protocol::Tls, Some(acceptor)) => {
+                self.serve_tls(acceptor, stream, local, session).await
+            }
             (Protocol::Tls, None) => refuse("tls_not_offered", Fault::Client),
             (_, Some(_)) => refuse("tls_required", Fault::Client),
             (Protocol::Socks5, None) => self.serve_socks(stream, session).await,
             (Protocol::Cgp, None) => self.serve_cgp(stream, session).await,
-            (Protocol::Http | Protocol::RawIca, None) => unsupported(),
+            (Protocol::Http, None) => self.serve_http(stream, local, false, session).await,
+            (Protocol::RawIca, None) => unsupported(),
         }
     }
 }
 
 impl<R: TicketRedeemer> Gateway<R> {
     /// TLS handshake, then detection again on the plaintext.
-    async fn serve_tls<S>(&self, acceptor: &TlsAcceptor, stream: S, session: &Session) -> SessionEnd
+    async fn serve_tls<S>(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: S,
+        local: SocketAddr,
+        session: &Session,
+    ) -> SessionEnd
     where
         S: Side + AsyncReadRent + AsyncWriteRent,
     {
@@ -267,7 +314,8 @@ impl<R: TicketRedeemer> Gateway<R> {
         match protocol {
             Protocol::Socks5 => self.serve_socks(plain, session).await,
             Protocol::Cgp => self.serve_cgp(plain, session).await,
-            Protocol::Tls | Protocol::Http | Protocol::RawIca => unsupported(),
+            Protocol::Http => self.serve_http(plain, local, true, session).await,
+            Protocol::Tls | Protocol::RawIca => unsupported(),
         }
     }
 
@@ -337,6 +385,45 @@ impl<R: TicketRedeemer> Gateway<R> {
         }
     }
 
+    /// Forwards an HTTP connection to the control plane's web socket with a
+    /// PROXY v2 header naming the client, then relays it.
+    async fn serve_http<S: Side>(
+        &self,
+        client: Replay<S>,
+        local: SocketAddr,
+        tls: bool,
+        session: &Session,
+    ) -> SessionEnd {
+        let Some(web) = &self.config.web else {
+            return unsupported();
+        };
+        let mut header = Vec::with_capacity(64);
+        let addresses = Addresses {
+            source: session.peer().0,
+            destination: local,
+        };
+        if proxy::encode(addresses, tls, &mut header).is_err() {
+            // A v4-mapped listener with a v6 client, say: say less.
+            let unspecified = Addresses {
+                source: session.peer().0,
+                destination: SocketAddr::new(session.peer().0.ip(), 0),
+            };
+            let _ = proxy::encode(unspecified, tls, &mut header);
+        }
+        let connecting = async {
+            let mut backend = UnixStream::connect(&web.socket).await?;
+            let (result, _) = backend.write_all(header).await;
+            result.map(|_| backend)
+        };
+        let backend = match monoio::time::timeout(web.connect_timeout, connecting).await {
+            Ok(Ok(backend)) => backend,
+            Ok(Err(_)) | Err(_) => return refuse("web_unavailable", Fault::ControlPlane),
+        };
+        session.established();
+        let (client, read_ahead) = client.into_parts();
+        SessionEnd::Relayed(relay::run(session, client, backend, &read_ahead).await)
+    }
+
     /// A session redeemed and then refused (the worker failed) never
     /// opened: let the control plane release it.
     fn release(&self, redeemed: Option<SessionId>, session: &Session) {
@@ -396,8 +483,8 @@ fn refuse(reason: &'static str, fault: Fault) -> SessionEnd {
     SessionEnd::Refused { reason, fault }
 }
 
-/// A protocol the gateway recognises but does not serve yet (HTTP goes to
-/// the control plane next).
+/// A protocol the gateway recognises but does not serve (raw ICA; HTTP
+/// without a web endpoint).
 fn unsupported() -> SessionEnd {
     refuse("unsupported_protocol", Fault::Client)
 }

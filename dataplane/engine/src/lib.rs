@@ -67,7 +67,9 @@ pub use counters::{CoreStats, MAX_REFUSAL_REASONS, Refusal, RefusalCounts};
 pub use engine::{Engine, EngineControl, EngineError, EngineHandle};
 pub use forward::Forward;
 pub use gatehouse_channel::{ClientAddr, CoreId, RedeemKind, SessionId, TicketBytes, WorkerAddr};
-pub use gateway::{ChannelPorts, Gateway, GatewayConfig, GatewayFactory, RedeemerFactory};
+pub use gateway::{
+    ChannelPorts, Gateway, GatewayConfig, GatewayFactory, RedeemerFactory, WebForward,
+};
 pub use handler::{Conn, Handler, HandlerFactory, ListenerId};
 pub use redeem::{
     ChannelRedeemer, ChannelRedeemerConfig, MemoryGrant, MemoryRedeemer, RedeemError, Redeemed,

@@ -306,3 +306,73 @@ fn drain_lets_an_active_socks_launch_finish(driver: Driver) {
     assert_eq!(echo.accepted(), 1);
 }
 under_each_driver!(drain_lets_an_active_socks_launch_finish);
+
+fn forwards_http_to_the_web_socket_behind_a_proxy_header(driver: Driver) {
+    use gatehouse_engine::WebForward;
+    use gatehouse_wire::proxy;
+    use std::os::unix::net::UnixListener;
+
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-engine-web-{}-{driver:?}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("web.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).unwrap();
+    // The web side: reads the header and the request, answers, closes.
+    let web = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0; 256];
+        let request = b"GET / HTTP/1.1\r\n\r\n";
+        let header = loop {
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed before the request");
+            got.extend_from_slice(&chunk[..n]);
+            if let Ok(gatehouse_wire::Progress::Done { value, consumed }) = proxy::decode(&got) {
+                if got.len() >= consumed + request.len() {
+                    assert_eq!(&got[consumed..], request);
+                    break value;
+                }
+            }
+        };
+        stream
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .unwrap();
+        header
+    });
+    let mut gateway = GatewayConfig::plaintext();
+    gateway.web = Some(WebForward::new(socket.clone()));
+    let engine = start_gateway(config(driver, RelayMode::Auto), gateway, memory(vec![]));
+    let mut client = connect(addr(&engine));
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"HTTP/1.1 204 No Content\r\n\r\n");
+    let header = web.join().unwrap();
+    let addresses = header.addresses.expect("a PROXY header with addresses");
+    assert_eq!(addresses.source, client.local_addr().unwrap());
+    assert_eq!(addresses.destination, addr(&engine));
+    assert!(!header.tls);
+    engine.shutdown(Duration::ZERO);
+    engine.join().unwrap();
+
+    // Without the web side listening: refused, counted.
+    std::fs::remove_file(&socket).unwrap();
+    let mut gateway = GatewayConfig::plaintext();
+    gateway.web = Some(WebForward::new(socket));
+    let engine = start_gateway(config(driver, RelayMode::Auto), gateway, memory(vec![]));
+    let mut client = connect(addr(&engine));
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert!(sees_close(&mut client, Duration::from_secs(5)));
+    let stats = wait_for_stats(&engine, |s| s.closed == 1);
+    assert_eq!(stats.refusals.get("web_unavailable"), 1);
+    engine.shutdown(Duration::ZERO);
+    engine.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+under_each_driver!(forwards_http_to_the_web_socket_behind_a_proxy_header);

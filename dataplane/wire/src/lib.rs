@@ -10,6 +10,8 @@
 //! - [`ticket`]: the STA ticket text `;VER;STA_ID;TICKET` (§3).
 //! - [`cgp`]: CGP framing, BIND and channel packets (§4).
 //! - [`ica`]: `.ica` launch files, writer and parser (§5).
+//! - [`proxy`]: the PROXY protocol v2 header the data plane puts in front of
+//!   an HTTP connection it forwards to the control plane.
 //!
 //! Every incremental parser answers with [`Progress`]: a complete value and
 //! the bytes it consumed, or "need more" with the total length it needs at
@@ -24,6 +26,7 @@
 pub mod cgp;
 pub mod detect;
 pub mod ica;
+pub mod proxy;
 pub mod socks5;
 pub mod ticket;
 

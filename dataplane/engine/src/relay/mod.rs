@@ -30,7 +30,9 @@ use std::task::{Context, Poll};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::TcpStream;
+use monoio::net::UnixStream;
 use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
+use monoio::net::unix::{UnixOwnedReadHalf, UnixOwnedWriteHalf};
 
 pub(crate) use splice::PipePool;
 
@@ -64,6 +66,21 @@ impl Side for TcpStream {
 
     fn into_tcp(self) -> Result<TcpStream, Self> {
         Ok(self)
+    }
+
+    fn into_split(self) -> (Self::Read, Self::Write) {
+        Splitable::into_split(self)
+    }
+}
+
+impl Side for UnixStream {
+    type Read = UnixOwnedReadHalf;
+    type Write = UnixOwnedWriteHalf;
+
+    /// A unix stream is never spliced with a TCP peer here: it relays by
+    /// copy.
+    fn into_tcp(self) -> Result<TcpStream, Self> {
+        Err(self)
     }
 
     fn into_split(self) -> (Self::Read, Self::Write) {

@@ -1,0 +1,402 @@
+//! The gateway's web side (PROTOCOLS.md §7): HTTP connections the data
+//! plane detected on the gateway listener and forwarded here over a unix
+//! socket (`<data_dir>/web.sock`), each behind a PROXY protocol v2 header
+//! that names the client (`gatehouse_wire::proxy`).
+//!
+//! ```text
+//! core: detect Http ─► PROXY v2 header + relay ─► web.sock ─► header (5 s, 512 bytes)
+//!                                                           ─► hyper HTTP/1.1 ─► axum router
+//!                                                              (Extension<WebClient>)
+//! ```
+//!
+//! Pages so far: `GET /` redirects to `/vpn/index.html`, the login page.
+//! Every request logs one `web_request` event (`peer`, `tls`, `method`,
+//! `path`, `status`). A connection whose header is missing, malformed or
+//! late is closed with a `web_refused` event; it never reaches the router.
+//!
+//! Who calls it: [`crate::appliance`] binds the socket and passes its path
+//! to the engine ([`gatehouse_engine::WebForward`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Extension, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use gatehouse_wire::Progress;
+use gatehouse_wire::proxy::{self, MAX_HEADER, ProxyError};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// The socket's file name in the data directory.
+pub const SOCKET_NAME: &str = "web.sock";
+
+/// How long the data plane has to send the PROXY header.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a client has to send a request's head.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The login page's path.
+pub const LOGIN_PAGE: &str = "/vpn/index.html";
+
+/// Who is on the other end of a forwarded connection, from its PROXY
+/// header; every handler can take it as `Extension<WebClient>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebClient {
+    /// The client's address (`None` for a LOCAL header).
+    pub peer: Option<SocketAddr>,
+    /// Whether the client reached the gateway over TLS.
+    pub tls: bool,
+}
+
+/// Why a forwarded connection was closed before HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The PROXY header is malformed.
+    #[error("malformed proxy header")]
+    Proxy(#[from] ProxyError),
+    /// The header did not arrive in time.
+    #[error("no proxy header within {HEADER_TIMEOUT:?}")]
+    Timeout,
+    /// The socket closed before the header was complete.
+    #[error("connection closed before the proxy header")]
+    Closed,
+    /// Reading failed.
+    #[error("reading the proxy header failed")]
+    Io(#[from] io::Error),
+}
+
+/// The web router: the pages and the `web_request` log.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route(LOGIN_PAGE, get(login_page))
+        .layer(middleware::from_fn(log_request))
+}
+
+/// Binds the web socket at `path`, replacing a stale socket file of an
+/// earlier run.
+///
+/// Errors: the path exists and is not a socket, or binding failed.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    UnixListener::bind(path)
+}
+
+/// Serves forwarded connections on `listener` with `router` until `stop`
+/// turns true, then waits for the connections in flight.
+pub async fn serve(listener: UnixListener, router: Router, mut stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection(stream, router.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "web_accept_failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+/// One forwarded connection: the PROXY header, then HTTP/1.1.
+async fn connection(mut stream: UnixStream, router: Router) {
+    let (client, leftover) =
+        match tokio::time::timeout(HEADER_TIMEOUT, read_header(&mut stream)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(error)) => {
+                tracing::info!(reason = "bad_proxy_header", error = %error, "web_refused");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(reason = "proxy_header_timeout", "web_refused");
+                return;
+            }
+        };
+    let service = TowerToHyperService::new(router.layer(Extension(client)));
+    let io = TokioIo::new(Prefixed {
+        prefix: leftover,
+        at: 0,
+        inner: stream,
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT)
+        .serve_connection(io, service)
+        .await;
+    if let Err(error) = served {
+        tracing::debug!(error = %error, "web_connection_error");
+    }
+}
+
+/// Reads the PROXY header; returns the client and the bytes read past it.
+async fn read_header(stream: &mut UnixStream) -> Result<(WebClient, Vec<u8>), WebError> {
+    let mut buf = Vec::with_capacity(MAX_HEADER);
+    let mut chunk = [0; MAX_HEADER];
+    loop {
+        if let Progress::Done { value, consumed } = proxy::decode(&buf)? {
+            let client = WebClient {
+                peer: value.addresses.map(|addresses| addresses.source),
+                tls: value.tls,
+            };
+            return Ok((client, buf.split_off(consumed)));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(WebError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A stream that first yields `prefix` (bytes read past the header).
+struct Prefixed {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: UnixStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(rest) = this.prefix.get(this.at..).filter(|rest| !rest.is_empty()) {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Logs one `web_request` event per request.
+async fn log_request(
+    Extension(client): Extension<WebClient>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let peer = client.peer.map(|peer| peer.to_string()).unwrap_or_default();
+    tracing::info!(
+        peer,
+        tls = client.tls,
+        method = %method,
+        path,
+        status = response.status().as_u16(),
+        "web_request"
+    );
+    response
+}
+
+async fn root() -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, LOGIN_PAGE)]).into_response()
+}
+
+async fn login_page() -> Response {
+    let mut response = Html(LOGIN_HTML).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    (StatusCode::OK, response).into_response()
+}
+
+/// The login form of PROTOCOLS.md §7: `login`, `passwd`, `passwd1`,
+/// posted to `/cgi/login`.
+const LOGIN_HTML: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Gatehouse</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body>
+<main>
+<h1>Gatehouse</h1>
+<form method="post" action="/cgi/login" autocomplete="off">
+<p><label for="login">User name</label><br><input id="login" name="login" type="text" required autofocus></p>
+<p><label for="passwd">Password</label><br><input id="passwd" name="passwd" type="password" required></p>
+<p><label for="passwd1">Second password</label><br><input id="passwd1" name="passwd1" type="password"></p>
+<p><button type="submit">Log on</button></p>
+</form>
+</main>
+</body>
+</html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use gatehouse_wire::proxy::Addresses;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    async fn start() -> (
+        std::path::PathBuf,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-web-{}-{}",
+            std::process::id(),
+            getrandom::u64().unwrap()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("web.sock");
+        let listener = bind(&path).unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, router(), stop_rx));
+        (path, stop_tx, task)
+    }
+
+    fn header(peer: SocketAddr, tls: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let destination: SocketAddr = if peer.is_ipv4() {
+            "127.0.0.1:8443".parse().unwrap()
+        } else {
+            "[::1]:8443".parse().unwrap()
+        };
+        proxy::encode(
+            Addresses {
+                source: peer,
+                destination,
+            },
+            tls,
+            &mut out,
+        )
+        .unwrap();
+        out
+    }
+
+    async fn exchange(path: &Path, bytes: &[u8]) -> String {
+        let mut stream = UnixStream::connect(path).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_root_redirects_to_the_login_page_behind_a_proxy_header() {
+        let (path, stop, task) = start().await;
+        let mut request = header("192.0.2.7:50000".parse().unwrap(), true);
+        request.extend_from_slice(b"GET / HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+        let answer = exchange(&path, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
+        assert!(answer.contains("location: /vpn/index.html"), "{answer}");
+        let mut page = header("192.0.2.7:50001".parse().unwrap(), true);
+        page.extend_from_slice(
+            b"GET /vpn/index.html HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        );
+        let answer = exchange(&path, &page).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#"name="passwd1""#), "{answer}");
+        assert!(answer.contains("x-frame-options: DENY"), "{answer}");
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_a_proxy_header_never_reaches_http() {
+        let (path, stop, task) = start().await;
+        let answer = exchange(&path, b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n").await;
+        assert_eq!(answer, "", "closed without an answer");
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_page_is_not_found() {
+        let (path, stop, task) = start().await;
+        let mut request = header("[2001:db8::1]:4000".parse().unwrap(), false);
+        request.extend_from_slice(b"GET /nope HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+        let answer = exchange(&path, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn binding_replaces_a_stale_socket_but_not_a_file() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-web-bind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("web.sock");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            drop(bind(&path).unwrap());
+            drop(bind(&path).unwrap());
+        });
+        let file = dir.join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        runtime.block_on(async {
+            assert!(bind(&file).is_err());
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
