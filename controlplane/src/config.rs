@@ -33,8 +33,9 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Directory for state: the embedded database, the generated
-    /// self-signed certificate (`tls/`). Created on first start. Default
+    /// Directory for state: the embedded database (`gatehouse.db`), the
+    /// generated self-signed certificate (`tls/`), the generated OTP key
+    /// (`otp.key`). Created on first start. Default
     /// `gatehouse-data` (relative to the working directory).
     pub data_dir: PathBuf,
     /// The gateway listener that clients connect to.
@@ -45,6 +46,8 @@ pub struct Config {
     pub engine: EngineSection,
     /// The Secure Ticket Authority.
     pub sta: StaSection,
+    /// Local users and OTP devices.
+    pub auth: AuthSection,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             admin: AdminSection::default(),
             engine: EngineSection::default(),
             sta: StaSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -246,6 +250,31 @@ impl StaSection {
             ticket_ttl: Duration::from_secs(self.ticket_ttl_secs),
             refreshable_ttl: Duration::from_secs(self.refreshable_ttl_secs),
             max_tickets: self.max_tickets,
+        }
+    }
+}
+
+/// `[auth]`: the gateway's own factors (local users, TOTP devices).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// The gateway's name in authenticator apps: the issuer of the
+    /// `otpauth://` URIs of new OTP devices. 1 to 64 characters, no control
+    /// characters. Default `Gatehouse`.
+    pub issuer: String,
+    /// File holding the 32-byte key (64 hex digits) that seals OTP secrets
+    /// at rest. Default: none, and a key is generated into
+    /// `<data_dir>/otp.key` (mode 0600) on first use. Losing the key makes
+    /// every registered device unusable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otp_key_file: Option<PathBuf>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            issuer: "Gatehouse".to_owned(),
+            otp_key_file: None,
         }
     }
 }
@@ -520,6 +549,16 @@ impl Config {
             if *id == sta.id {
                 return invalid(&key, "is this gateway's own sta.id".to_owned());
             }
+        }
+        let issuer = &self.auth.issuer;
+        if issuer.is_empty() || issuer.chars().count() > 64 || issuer.chars().any(char::is_control)
+        {
+            return invalid(
+                "auth.issuer",
+                format!(
+                    "invalid issuer {issuer:?}, expected 1 to 64 characters without control characters"
+                ),
+            );
         }
         Ok(())
     }

@@ -19,6 +19,11 @@
 //!   forwards over a unix socket behind a PROXY v2 header; the login page.
 //! - [`appliance`]: `gatehouse run`: the control plane and the engine cores
 //!   in one process, wired by the channel.
+//! - [`store`]: the embedded SQLite store (`<data_dir>/gatehouse.db`):
+//!   local users, OTP devices, accepted TOTP steps.
+//! - [`auth`]: the local user directory (Argon2id), TOTP (RFC 6238) with
+//!   replay refusal, `otpauth://` URIs and QR codes, OTP secrets sealed at
+//!   rest, `gatehouse user ...`.
 //!
 //! What it refuses to do: parse protocol bytes of the data path (that is
 //! `gatehouse-wire`), block a data-plane core (answers go through bounded
@@ -30,10 +35,12 @@
 
 pub mod admin;
 pub mod appliance;
+pub mod auth;
 pub mod certificate;
 pub mod config;
 pub mod reconnect;
 pub mod redeem;
 pub mod sessions;
 pub mod sta;
+pub mod store;
 pub mod web;

@@ -2,8 +2,9 @@
 //! data-plane cores (see docs/ARCHITECTURE.md).
 //!
 //! Subcommands: `run` (the gateway: control plane and data plane in one
-//! process), `check-config FILE` (validate a configuration) and `forward`
-//! (a plain TCP forwarder on the data-plane cores). Logs go to stderr
+//! process), `check-config FILE` (validate a configuration), `forward`
+//! (a plain TCP forwarder on the data-plane cores) and `user` (local users
+//! and OTP devices, see `gatehouse::auth::cli`). Logs go to stderr
 //! through `tracing` (`RUST_LOG` filters, default `info`; `--log-format
 //! json` for one JSON object per line). A bad configuration or flag exits
 //! with 64.
@@ -53,6 +54,9 @@ enum Command {
     },
     /// Forward TCP connections to one back end on the data-plane cores.
     Forward(forward::ForwardArgs),
+    /// Manage local users and their OTP devices in the data directory's
+    /// store.
+    User(gatehouse::auth::cli::UserArgs),
 }
 
 /// Flags of `gatehouse run`; each overrides its key of the file.
@@ -99,6 +103,13 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Forward(args) => forward_main(args),
+        Command::User(args) => ExitCode::from(gatehouse::auth::cli::run(
+            args,
+            &mut std::io::stdin().lock(),
+            std::io::stdin().is_terminal(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
     }
 }
 
