@@ -12,6 +12,10 @@
 //! - [`sessions`]: the sessions the cores reported open and closed.
 //! - [`certificate`]: the gateway certificate (configured files, or a
 //!   self-signed ECDSA P-256 one generated into the data directory).
+//! - [`ldap`]: the LDAP directory (password bind, groups, the OTP
+//!   attribute) behind the [`ldap::PasswordDirectory`] trait.
+//! - [`radius`]: the RADIUS factor: a sans-IO codec (PAP, Access-Challenge,
+//!   Message-Authenticator) and its UDP client.
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
 //! - [`appliance`]: `gatehouse run`: the control plane and the engine cores
 //!   in one process, wired by the channel.
@@ -28,6 +32,8 @@ pub mod admin;
 pub mod appliance;
 pub mod certificate;
 pub mod config;
+pub mod ldap;
+pub mod radius;
 pub mod redeem;
 pub mod sessions;
 pub mod sta;
