@@ -21,6 +21,8 @@ use std::time::Duration;
 use gatehouse_wire::ticket::StaId;
 use serde::{Deserialize, Serialize};
 
+use crate::ldap::LdapSection;
+use crate::radius::RadiusSection;
 use crate::sta::StaLimits;
 
 /// The exit code of `gatehouse` for a bad configuration (EX_USAGE).
@@ -48,6 +50,12 @@ pub struct Config {
     pub sta: StaSection,
     /// Local users and OTP devices.
     pub auth: AuthSection,
+    /// The LDAP directory that checks passwords (off unless `ldap.url` is
+    /// set). See [`LdapSection`].
+    pub ldap: LdapSection,
+    /// The RADIUS servers of the RADIUS factor (off unless
+    /// `radius.servers` is set). See [`RadiusSection`].
+    pub radius: RadiusSection,
 }
 
 impl Default for Config {
@@ -59,6 +67,8 @@ impl Default for Config {
             engine: EngineSection::default(),
             sta: StaSection::default(),
             auth: AuthSection::default(),
+            ldap: LdapSection::default(),
+            radius: RadiusSection::default(),
         }
     }
 }
@@ -560,6 +570,8 @@ impl Config {
                 ),
             );
         }
+        self.ldap.validate()?;
+        self.radius.validate()?;
         Ok(())
     }
 
@@ -597,7 +609,7 @@ pub fn check_config(path: &Path) -> Result<(), ConfigError> {
     Config::load(path).map(drop)
 }
 
-fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+pub(crate) fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
@@ -605,6 +617,62 @@ fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError
         key: key.to_owned(),
         message: format!("{value} is out of range, expected {min} to {max}"),
     })
+}
+
+/// A password or shared secret written in the configuration: serialized
+/// as the plain string, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Reads a secret from the file at `path` (`radius.secret_file`,
+/// `ldap.bind_password_file`): the whole file less one trailing line end.
+/// Called when a client is built, not by [`Config::validate`], so a
+/// `check-config` on another machine does not need the file.
+///
+/// Errors: [`ConfigError::Read`], [`ConfigError::TooLarge`] (past
+/// [`MAX_CONFIG_BYTES`]),
+/// [`ConfigError::Invalid`] naming `key` for an empty secret.
+pub fn read_secret_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    if std::fs::metadata(path).map_err(read_error)?.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(read_error)?;
+    let text = text
+        .strip_suffix('\n')
+        .map(|rest| rest.strip_suffix('\r').unwrap_or(rest))
+        .unwrap_or(&text);
+    if text.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            message: format!("{} is empty", path.display()),
+        });
+    }
+    Ok(Secret::new(text))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

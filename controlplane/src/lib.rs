@@ -14,6 +14,10 @@
 //! - [`sessions`]: the sessions the cores reported open and closed.
 //! - [`certificate`]: the gateway certificate (configured files, or a
 //!   self-signed ECDSA P-256 one generated into the data directory).
+//! - [`ldap`]: the LDAP directory (password bind, groups, the OTP
+//!   attribute) behind the [`ldap::PasswordDirectory`] trait.
+//! - [`radius`]: the RADIUS factor: a sans-IO codec (PAP, Access-Challenge,
+//!   Message-Authenticator) and its UDP client.
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
 //! - [`web`]: the gateway's web side: HTTP connections the data plane
 //!   forwards over a unix socket behind a PROXY v2 header; the login page.
@@ -38,6 +42,8 @@ pub mod appliance;
 pub mod auth;
 pub mod certificate;
 pub mod config;
+pub mod ldap;
+pub mod radius;
 pub mod reconnect;
 pub mod redeem;
 pub mod sessions;
