@@ -15,6 +15,9 @@
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
 //! - [`appliance`]: `gatehouse run`: the control plane and the engine cores
 //!   in one process, wired by the channel.
+//! - [`split`]: `gatehouse controlplane` and `gatehouse dataplane`: the two
+//!   planes as separate processes over a named segment; liveness, the
+//!   data plane's gate and the session table's reconciliation.
 //!
 //! What it refuses to do: parse protocol bytes of the data path (that is
 //! `gatehouse-wire`), block a data-plane core (answers go through bounded
@@ -30,4 +33,5 @@ pub mod certificate;
 pub mod config;
 pub mod redeem;
 pub mod sessions;
+pub mod split;
 pub mod sta;

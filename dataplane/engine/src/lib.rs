@@ -69,6 +69,7 @@ pub use gatehouse_channel::{ClientAddr, CoreId, SessionId, WorkerAddr};
 pub use gateway::{ChannelPorts, Gateway, GatewayConfig, GatewayFactory, RedeemerFactory};
 pub use handler::{Conn, Handler, HandlerFactory, ListenerId};
 pub use redeem::{
-    ChannelRedeemer, ChannelRedeemerConfig, MemoryRedeemer, RedeemError, Redeemed, TicketRedeemer,
+    ChannelRedeemer, ChannelRedeemerConfig, ControlPlaneGate, MemoryRedeemer, RedeemError,
+    Redeemed, TicketRedeemer,
 };
 pub use session::{ConnId, Fault, Session, SessionEnd};
