@@ -1,21 +1,31 @@
 //! The internal HTTP listener (`[admin] listen`, `127.0.0.1:8080` by
-//! default): `GET /healthz` and the STA endpoint `POST /scripts/ctxsta.dll`
-//! (docs/STA.md). The REST API and `/metrics` will join them here.
+//! default): `GET /healthz`, the STA endpoint `POST /scripts/ctxsta.dll`
+//! (docs/STA.md) and `GET /sessions` (the control plane's view of the open
+//! sessions, JSON). The REST API and `/metrics` will join them here.
 //!
 //! It is plain HTTP/1.1 and meant for loopback or a management network: the
 //! STA endpoint issues tickets to whoever asks.
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::sessions::SessionTable;
 use crate::sta::http::{self as sta_http, SharedSta};
 
 /// The path of the health check.
 pub const HEALTHZ_PATH: &str = "/healthz";
+
+/// The path of the session list.
+pub const SESSIONS_PATH: &str = "/sessions";
 
 /// The router of the internal listener for `sta`.
 ///
@@ -39,6 +49,43 @@ pub async fn serve(
         .await
 }
 
+/// The router of `GET /sessions`: the open sessions of `sessions` as one
+/// JSON object, `{"open": N, "sessions": [{"session": "0x…", "core": 0,
+/// "client": "IP:PORT", "worker": "IP:PORT", "opened_at_ms": UNIX_MS}]}`
+/// (in no particular order). Merge it into [`router`]'s.
+pub fn sessions_router(sessions: Arc<SessionTable>) -> Router {
+    Router::new()
+        .route(SESSIONS_PATH, get(list_sessions))
+        .with_state(sessions)
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+async fn list_sessions(State(sessions): State<Arc<SessionTable>>) -> impl IntoResponse {
+    let open = sessions.open_sessions();
+    let list: Vec<serde_json::Value> = open
+        .iter()
+        .map(|record| {
+            let opened_at_ms = record
+                .opened_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| {
+                    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                });
+            serde_json::json!({
+                "session": record.session.to_string(),
+                "core": record.core.0,
+                "client": record.client.0.to_string(),
+                "worker": record.worker.0.to_string(),
+                "opened_at_ms": opened_at_ms,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({ "open": list.len(), "sessions": list });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }

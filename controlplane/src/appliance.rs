@@ -14,6 +14,10 @@
 //! drains the sessions for `engine.drain_secs` (the redeem tasks keep
 //! answering meanwhile); a second signal cuts them. Then the admin listener
 //! and the tasks stop and `run` returns.
+//!
+//! The pieces are public for [`crate::split`], which runs the same control
+//! plane ([`ControlPlane`]) and the same gateway ([`start_gateway_with`]) in
+//! two processes over a named segment.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -24,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_channel::{
-    AttachError, ControlSide, CorePort, DEFAULT_SLOTS_PER_RING, DataSide, Geometry, MAX_CORES,
+    AttachError, CorePort, DEFAULT_SLOTS_PER_RING, Generation, Geometry, LinkError, MAX_CORES,
     PortsTaken,
 };
 use gatehouse_engine::cgp::CgpConfig;
@@ -32,8 +36,8 @@ use gatehouse_engine::detect::Detection;
 use gatehouse_engine::socks::SocksConfig;
 use gatehouse_engine::tls::{TlsAcceptor, TlsSetupError};
 use gatehouse_engine::{
-    ChannelRedeemerConfig, CoreStats, Engine, EngineConfig, EngineError, EngineHandle,
-    GatewayConfig, GatewayFactory, WebForward,
+    ChannelRedeemerConfig, ControlPlaneGate, CoreStats, Engine, EngineConfig, EngineError,
+    EngineHandle, GatewayConfig, GatewayFactory, WebForward,
 };
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -66,6 +70,9 @@ pub const IDLE_NEVER: Duration = Duration::from_secs(365 * 24 * 3_600);
 
 /// How long the admin listener may take to finish its requests on shutdown.
 const ADMIN_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the aborted background tasks may take to end on shutdown.
+const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why `gatehouse run` could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +113,10 @@ pub enum RunError {
     /// The channel's ports were taken twice (a bug).
     #[error(transparent)]
     Ports(#[from] PortsTaken),
+    /// The control plane cannot listen for data planes on the segment's
+    /// link socket.
+    #[error("cannot listen for data planes")]
+    Link(#[from] LinkError),
     /// The gateway certificate or key is unusable for TLS.
     #[error("cannot use the gateway certificate")]
     Tls(#[from] TlsSetupError),
@@ -146,13 +157,20 @@ impl RunError {
 /// Errors: [`RunError`]; a start failure stops whatever had started.
 pub fn run(config: Config) -> Result<(), RunError> {
     config.validate()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(serve(config))
+}
+
+/// The control plane's tokio runtime ([`CONTROL_THREADS`] workers, I/O and
+/// time enabled), also used by the split processes.
+///
+/// Errors: [`RunError::Runtime`].
+pub fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(CONTROL_THREADS)
         .thread_name("gatehouse-control")
         .enable_all()
         .build()
-        .map_err(RunError::Runtime)?;
-    runtime.block_on(serve(config))
+        .map_err(RunError::Runtime)
 }
 
 /// The engine configuration for the `[engine]` section, with `cores`
@@ -203,6 +221,19 @@ pub fn start_gateway(
     certificate: Option<&GatewayCertificate>,
     ports: Vec<CorePort>,
 ) -> Result<EngineHandle, RunError> {
+    start_gateway_with(config, certificate, ports, redeem_config(config, None))
+}
+
+/// [`start_gateway`] with the cores' redeemers configured by `redeem` (a
+/// data plane in its own process passes its [`ControlPlaneGate`]).
+///
+/// Errors: as [`start_gateway`].
+pub fn start_gateway_with(
+    config: &Config,
+    certificate: Option<&GatewayCertificate>,
+    ports: Vec<CorePort>,
+    redeem: ChannelRedeemerConfig,
+) -> Result<EngineHandle, RunError> {
     let cores = NonZeroUsize::new(ports.len()).unwrap_or(NonZeroUsize::MIN);
     let engine = engine_config(&config.engine, cores);
     let handshake = Duration::from_millis(config.gateway.handshake_timeout_ms);
@@ -234,13 +265,21 @@ pub fn start_gateway(
         web: Some(WebForward::new(config.data_dir.join(web::SOCKET_NAME))),
         raw_ica: false,
     };
-    let redeem = ChannelRedeemerConfig {
+    let factory = GatewayFactory::with_channel(gateway, ports, redeem);
+    Ok(Engine::start(engine, &[config.gateway.listen], factory)?)
+}
+
+/// How the cores redeem over the channel: [`verdict_deadline`], at most a
+/// ring's worth in flight, and, with a `gate` (split processes), the
+/// control plane's liveness and `engine.control_plane_wait_ms`.
+pub fn redeem_config(config: &Config, gate: Option<ControlPlaneGate>) -> ChannelRedeemerConfig {
+    ChannelRedeemerConfig {
         deadline: verdict_deadline(config),
         max_pending: ChannelRedeemerConfig::DEFAULT_MAX_PENDING
             .min(usize::try_from(DEFAULT_SLOTS_PER_RING).unwrap_or(usize::MAX)),
-    };
-    let factory = GatewayFactory::with_channel(gateway, ports, redeem);
-    Ok(Engine::start(engine, &[config.gateway.listen], factory)?)
+        gate,
+        control_plane_wait: Duration::from_millis(config.engine.control_plane_wait_ms),
+    }
 }
 
 /// How long a core waits for a verdict: long enough for the slowest answer
@@ -256,52 +295,17 @@ pub fn verdict_deadline(config: &Config) -> Duration {
 async fn serve(config: Config) -> Result<(), RunError> {
     let mut signals = Signals::catch()?;
     let certificate = prepare_data_dir(&config)?;
+    let mut control = ControlPlane::start(&config).await?;
 
-    let sta = Arc::new(Mutex::new(Sta::new(
-        config.sta.id,
-        config.sta.limits(),
-        sta_http::os_fill,
-    )));
-    let router = StaRouter::from_config(sta.clone(), &config.sta)?;
-    let mut background = vec![tokio::spawn(sta_http::sweep_every(
-        sta.clone(),
-        STA_SWEEP_PERIOD,
-    ))];
-    let admin = Admin::start(config.admin.listen, sta).await?;
-    let web_path = config.data_dir.join(web::SOCKET_NAME);
-    let web_listener = web::bind(&web_path).map_err(|source| RunError::Web {
-        path: web_path.clone(),
-        source,
-    })?;
-    // Dropped at the end of `serve`, which stops the web server.
-    let (_web_stop, web_stopped) = tokio::sync::watch::channel(false);
-    background.push(tokio::spawn(web::serve(
-        web_listener,
-        web::router(),
-        web_stopped,
-    )));
-
-    let (control, data) = open_channel(resolve_cores(config.engine.cores))?;
-    let service = RedeemService::new(
-        router,
-        Arc::new(SessionTable::new()),
-        Arc::new(SessionIds::new(control.generation())),
-        SystemResolver,
-        DEFAULT_RESOLVE_TIMEOUT,
-    )
-    .with_reconnects(Arc::new(ReconnectTable::new(Duration::from_secs(
-        config.gateway.reconnect_window_secs,
-    ))));
-    background.extend(service.spawn_all(control.take_ports()?));
-    background.push(tokio::spawn(redeem::keep_reconnects(
-        service.clone(),
-        KEEPER_PERIOD,
-    )));
+    let (side, data) =
+        gatehouse_channel::in_process(geometry(resolve_cores(config.engine.cores))?)?;
+    let service = control.redeem_service(side.generation());
+    control.spawn_all(service.spawn_all(side.take_ports()?));
     let data_ports = data.take_ports()?;
-    background.push(tokio::spawn(redeem::heartbeat(
-        Arc::new(control),
+    control.spawn_all([tokio::spawn(redeem::heartbeat(
+        Arc::new(side),
         HEARTBEAT_PERIOD,
-    )));
+    ))]);
 
     let engine_config = config.clone();
     let engine = tokio::task::spawn_blocking(move || {
@@ -315,7 +319,7 @@ async fn serve(config: Config) -> Result<(), RunError> {
         .unwrap_or(config.gateway.listen);
     tracing::info!(
         gateway = %gateway_addr,
-        admin = %admin.addr,
+        admin = %control.admin_addr(),
         cores = engine.cores(),
         tls = !config.gateway.plaintext,
         sta = %config.sta.id,
@@ -331,13 +335,140 @@ async fn serve(config: Config) -> Result<(), RunError> {
         Duration::from_secs(config.engine.drain_secs),
     )
     .await;
-    admin.stop().await;
-    for task in background {
-        task.abort();
-    }
+    control.stop().await;
     // The data side (and its rings) lives until here, past the engine.
     drop(data);
-    let total = CoreStats::total(&joined?);
+    log_stopped(&joined?);
+    Ok(())
+}
+
+/// The control plane without its channel: the STA and its sweeper, the
+/// session table, the resumable CGP sessions and their keeper, the
+/// internal HTTP listener (STA endpoint, `/healthz`, `/sessions`) and the
+/// web side (`<data_dir>/web.sock`). The channel tasks are added with
+/// [`ControlPlane::spawn_all`]; [`ControlPlane::stop`] ends everything.
+#[derive(Debug)]
+pub struct ControlPlane {
+    router: StaRouter,
+    sessions: Arc<SessionTable>,
+    reconnects: Arc<ReconnectTable>,
+    admin: Admin,
+    web_stop: tokio::sync::watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Starts the STA (with its sweeper) and the admin listener of
+    /// `config`. Call inside the control plane's runtime.
+    ///
+    /// Errors: [`RunError::Sta`] (a remote STA URL), [`RunError::AdminBind`],
+    /// [`RunError::Web`].
+    pub async fn start(config: &Config) -> Result<Self, RunError> {
+        let sta = Arc::new(Mutex::new(Sta::new(
+            config.sta.id,
+            config.sta.limits(),
+            sta_http::os_fill,
+        )));
+        let router = StaRouter::from_config(sta.clone(), &config.sta)?;
+        let sessions = Arc::new(SessionTable::new());
+        let reconnects = Arc::new(ReconnectTable::new(Duration::from_secs(
+            config.gateway.reconnect_window_secs,
+        )));
+        let mut background = vec![tokio::spawn(sta_http::sweep_every(
+            sta.clone(),
+            STA_SWEEP_PERIOD,
+        ))];
+        // The keeper needs the router and the table only; its session ids
+        // are never used.
+        let keeper = RedeemService::new(
+            router.clone(),
+            sessions.clone(),
+            Arc::new(SessionIds::new(Generation(0))),
+            SystemResolver,
+            DEFAULT_RESOLVE_TIMEOUT,
+        )
+        .with_reconnects(reconnects.clone());
+        background.push(tokio::spawn(redeem::keep_reconnects(keeper, KEEPER_PERIOD)));
+        let web_path = config.data_dir.join(web::SOCKET_NAME);
+        let web_listener = web::bind(&web_path).map_err(|source| RunError::Web {
+            path: web_path.clone(),
+            source,
+        })?;
+        let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
+        background.push(tokio::spawn(web::serve(
+            web_listener,
+            web::router(),
+            web_stopped,
+        )));
+        let admin = Admin::start(config.admin.listen, sta, sessions.clone()).await?;
+        Ok(Self {
+            router,
+            sessions,
+            reconnects,
+            admin,
+            web_stop,
+            background,
+        })
+    }
+
+    /// The bound address of the admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.addr
+    }
+
+    /// The session table the redeem service records into (and `/sessions`
+    /// shows).
+    pub fn sessions(&self) -> &Arc<SessionTable> {
+        &self.sessions
+    }
+
+    /// A redeem service over this control plane's STA router and session
+    /// table, allocating session ids for the channel side of `generation`.
+    pub fn redeem_service(&self, generation: Generation) -> RedeemService {
+        RedeemService::new(
+            self.router.clone(),
+            self.sessions.clone(),
+            Arc::new(SessionIds::new(generation)),
+            SystemResolver,
+            DEFAULT_RESOLVE_TIMEOUT,
+        )
+        .with_reconnects(self.reconnects.clone())
+    }
+
+    /// Adds tasks that [`ControlPlane::stop`] aborts.
+    pub fn spawn_all(&mut self, tasks: impl IntoIterator<Item = JoinHandle<()>>) {
+        self.background.extend(tasks);
+    }
+
+    /// Stops the admin listener (bounded wait for its requests), aborts
+    /// every task and waits (bounded) until they are gone, so whatever they
+    /// own (channel ports) is dropped.
+    pub async fn stop(self) {
+        let _ = self.web_stop.send(true);
+        self.admin.stop().await;
+        for task in &self.background {
+            task.abort();
+        }
+        let ended = join_each(self.background);
+        if tokio::time::timeout(TASK_STOP_TIMEOUT, ended)
+            .await
+            .is_err()
+        {
+            tracing::warn!("control_tasks_stop_timeout");
+        }
+    }
+}
+
+/// Awaits every task in turn (their outcome, cancelled or not, is moot).
+async fn join_each(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// The one `gatehouse_stopped` event with the totals of the cores.
+pub(crate) fn log_stopped(joined: &[CoreStats]) {
+    let total = CoreStats::total(joined);
     tracing::info!(
         accepted = total.accepted,
         bytes_up = total.bytes_up,
@@ -345,12 +476,20 @@ async fn serve(config: Config) -> Result<(), RunError> {
         drain_cuts = total.drain_cuts,
         "gatehouse_stopped"
     );
-    Ok(())
 }
 
 /// Creates the data directory (0700) and, for a TLS listener, loads or
 /// generates the certificate.
-fn prepare_data_dir(config: &Config) -> Result<Option<GatewayCertificate>, RunError> {
+pub(crate) fn prepare_data_dir(config: &Config) -> Result<Option<GatewayCertificate>, RunError> {
+    create_data_dir(config)?;
+    if config.gateway.plaintext {
+        return Ok(None);
+    }
+    Ok(Some(certificate::load_or_generate(&config.tls_files())?))
+}
+
+/// Creates the data directory (0700, with its parents) if it is missing.
+pub(crate) fn create_data_dir(config: &Config) -> Result<(), RunError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -358,28 +497,27 @@ fn prepare_data_dir(config: &Config) -> Result<Option<GatewayCertificate>, RunEr
         .map_err(|source| RunError::DataDir {
             path: config.data_dir.clone(),
             source,
-        })?;
-    if config.gateway.plaintext {
-        return Ok(None);
-    }
-    Ok(Some(certificate::load_or_generate(&config.tls_files())?))
+        })
 }
 
-/// The in-process channel with one ring pair per core.
-fn open_channel(cores: NonZeroUsize) -> Result<(ControlSide, DataSide), RunError> {
-    let geometry = u16::try_from(cores.get())
+/// The channel geometry for `cores` data-plane cores: one ring pair per
+/// core of [`DEFAULT_SLOTS_PER_RING`] slots. Both planes of a split
+/// deployment compute it from the same `engine.cores`.
+///
+/// Errors: [`RunError::Config`] naming `engine.cores` past [`MAX_CORES`].
+pub fn geometry(cores: NonZeroUsize) -> Result<Geometry, RunError> {
+    Ok(u16::try_from(cores.get())
         .ok()
         .and_then(|cores| Geometry::new(cores, DEFAULT_SLOTS_PER_RING).ok())
         .ok_or_else(|| ConfigError::Invalid {
             key: "engine.cores".to_owned(),
             message: format!("{cores} cores do not fit the channel (at most {MAX_CORES})"),
-        })?;
-    Ok(gatehouse_channel::in_process(geometry)?)
+        })?)
 }
 
 /// Stops accepting, drains for `deadline` (a second signal cuts the
 /// sessions at once) and waits for the cores.
-async fn drain(
+pub(crate) async fn drain(
     engine: EngineHandle,
     mut signals: Signals,
     deadline: Duration,
@@ -398,13 +536,13 @@ async fn drain(
 }
 
 /// SIGTERM and SIGINT, caught from the start of `serve`.
-struct Signals {
+pub(crate) struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn catch() -> Result<Self, RunError> {
+    pub(crate) fn catch() -> Result<Self, RunError> {
         Ok(Self {
             terminate: signal(SignalKind::terminate()).map_err(RunError::Runtime)?,
             interrupt: signal(SignalKind::interrupt()).map_err(RunError::Runtime)?,
@@ -412,7 +550,7 @@ impl Signals {
     }
 
     /// The first signal: logged as `shutdown_requested`.
-    async fn first(&mut self) {
+    pub(crate) async fn first(&mut self) {
         let name = self.next().await;
         tracing::info!(signal = name, "shutdown_requested");
     }
@@ -426,6 +564,7 @@ impl Signals {
 }
 
 /// The running internal HTTP listener.
+#[derive(Debug)]
 struct Admin {
     addr: SocketAddr,
     task: JoinHandle<std::io::Result<()>>,
@@ -433,7 +572,11 @@ struct Admin {
 }
 
 impl Admin {
-    async fn start(listen: SocketAddr, sta: SharedSta) -> Result<Self, RunError> {
+    async fn start(
+        listen: SocketAddr,
+        sta: SharedSta,
+        sessions: Arc<SessionTable>,
+    ) -> Result<Self, RunError> {
         let bind_error = |source| RunError::AdminBind {
             addr: listen,
             source,
@@ -442,7 +585,8 @@ impl Admin {
         let addr = listener.local_addr().map_err(bind_error)?;
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
-        let task = tokio::spawn(admin::serve(listener, admin::router(sta), async move {
+        let router = admin::router(sta).merge(admin::sessions_router(sessions));
+        let task = tokio::spawn(admin::serve(listener, router, async move {
             stopped.notified().await;
         }));
         Ok(Self { addr, task, stop })

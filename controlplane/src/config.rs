@@ -170,6 +170,12 @@ pub struct EngineSection {
     /// On shutdown, how long established sessions may finish, in seconds
     /// (0..=3600). Default 30.
     pub drain_secs: u64,
+    /// Split processes only (`gatehouse dataplane`): how long a new
+    /// handshake waits for a control plane that is down (restarting)
+    /// before it is refused with SOCKS reply `01` (reason
+    /// `control_plane_down`), in milliseconds (0..=10000). Default 0:
+    /// refuse at once. Established sessions never wait.
+    pub control_plane_wait_ms: u64,
 }
 
 impl Default for EngineSection {
@@ -183,6 +189,7 @@ impl Default for EngineSection {
             max_connections_per_core: 50_000,
             max_pending_handshakes_per_core: 4_096,
             drain_secs: 30,
+            control_plane_wait_ms: 0,
         }
     }
 }
@@ -538,6 +545,12 @@ impl Config {
             u64::from(engine.max_connections_per_core),
         )?;
         in_range("engine.drain_secs", engine.drain_secs, 0, 3_600)?;
+        in_range(
+            "engine.control_plane_wait_ms",
+            engine.control_plane_wait_ms,
+            0,
+            10_000,
+        )?;
         let sta = &self.sta;
         if sta.id.is_empty() {
             return invalid("sta.id", "must not be empty".to_owned());

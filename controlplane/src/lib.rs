@@ -28,6 +28,9 @@
 //! - [`auth`]: the local user directory (Argon2id), TOTP (RFC 6238) with
 //!   replay refusal, `otpauth://` URIs and QR codes, OTP secrets sealed at
 //!   rest, `gatehouse user ...`.
+//! - [`split`]: `gatehouse controlplane` and `gatehouse dataplane`: the two
+//!   planes as separate processes over a named segment; liveness, the
+//!   data plane's gate and the session table's reconciliation.
 //!
 //! What it refuses to do: parse protocol bytes of the data path (that is
 //! `gatehouse-wire`), block a data-plane core (answers go through bounded
@@ -47,6 +50,7 @@ pub mod radius;
 pub mod reconnect;
 pub mod redeem;
 pub mod sessions;
+pub mod split;
 pub mod sta;
 pub mod store;
 pub mod web;

@@ -2,9 +2,11 @@
 //! data-plane cores (see docs/ARCHITECTURE.md).
 //!
 //! Subcommands: `run` (the gateway: control plane and data plane in one
-//! process), `check-config FILE` (validate a configuration), `forward`
-//! (a plain TCP forwarder on the data-plane cores) and `user` (local users
-//! and OTP devices, see `gatehouse::auth::cli`). Logs go to stderr
+//! process), `controlplane --shm NAME` and `dataplane --shm NAME` (the same
+//! gateway as two processes over a named shared-memory segment),
+//! `check-config FILE` (validate a configuration), `forward` (a plain TCP
+//! forwarder on the data-plane cores) and `user` (local users and OTP
+//! devices, see `gatehouse::auth::cli`). Logs go to stderr
 //! through `tracing` (`RUST_LOG` filters, default `info`; `--log-format
 //! json` for one JSON object per line). A bad configuration or flag exits
 //! with 64.
@@ -26,6 +28,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::appliance::{self, RunError};
 use gatehouse::config::{self, Config, ConfigError, EXIT_CONFIG};
+use gatehouse::split;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -46,6 +49,14 @@ struct Cli {
 enum Command {
     /// Run the gateway (control plane and data plane in one process).
     Run(RunArgs),
+    /// Run only the control plane (STA, internal HTTP listener, ticket
+    /// redemption, session table) on a named shared-memory segment; a
+    /// `gatehouse dataplane` on the same segment carries the sessions.
+    Controlplane(ControlPlaneArgs),
+    /// Run only the data-plane cores (the gateway listener) on a named
+    /// shared-memory segment; a `gatehouse controlplane` on the same
+    /// segment redeems the tickets. Either may start first.
+    Dataplane(DataPlaneArgs),
     /// Check a configuration file: prints `ok`, or the error naming the key
     /// and exits with 64.
     CheckConfig {
@@ -78,6 +89,43 @@ struct RunArgs {
     admin_listen: Option<SocketAddr>,
 }
 
+/// Flags of `gatehouse controlplane`.
+#[derive(Debug, clap::Args)]
+struct ControlPlaneArgs {
+    /// The shared-memory segment: NAME under /dev/shm, or DIR/NAME. The
+    /// data plane must name the same one.
+    #[arg(long, value_name = "NAME")]
+    shm: String,
+    /// Configuration file (TOML), the same as the data plane's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for state (`data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Internal HTTP listener, IP:PORT (`admin.listen`).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+}
+
+/// Flags of `gatehouse dataplane`.
+#[derive(Debug, clap::Args)]
+struct DataPlaneArgs {
+    /// The shared-memory segment: NAME under /dev/shm, or DIR/NAME. The
+    /// control plane must name the same one.
+    #[arg(long, value_name = "NAME")]
+    shm: String,
+    /// Configuration file (TOML), the same as the control plane's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for state (`data_dir`; the generated certificate).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Gateway listener, IP:PORT (`gateway.listen`; port 0 picks one,
+    /// logged in `gatehouse_ready`).
+    #[arg(long, value_name = "ADDR")]
+    gateway_listen: Option<SocketAddr>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -101,6 +149,8 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Controlplane(args) => controlplane(args),
+        Command::Dataplane(args) => dataplane(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Forward(args) => forward_main(args),
         Command::User(args) => ExitCode::from(gatehouse::auth::cli::run(
@@ -114,14 +164,60 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let config = match run_config(&args) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("gatehouse: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let overrides = Overrides {
+        config: args.config.as_deref(),
+        data_dir: args.data_dir.as_deref(),
+        gateway_listen: args.gateway_listen,
+        admin_listen: args.admin_listen,
     };
-    match appliance::run(config) {
+    match overrides.load() {
+        Ok(config) => finish(appliance::run(config)),
+        Err(error) => config_failure(&error),
+    }
+}
+
+fn controlplane(args: ControlPlaneArgs) -> ExitCode {
+    let overrides = Overrides {
+        config: args.config.as_deref(),
+        data_dir: args.data_dir.as_deref(),
+        gateway_listen: None,
+        admin_listen: args.admin_listen,
+    };
+    let config = match overrides.load() {
+        Ok(config) => config,
+        Err(error) => return config_failure(&error),
+    };
+    match split::segment_name(&args.shm) {
+        Ok(shm) => finish(split::run_control_plane(config, shm)),
+        Err(error) => config_failure(&error),
+    }
+}
+
+fn dataplane(args: DataPlaneArgs) -> ExitCode {
+    let overrides = Overrides {
+        config: args.config.as_deref(),
+        data_dir: args.data_dir.as_deref(),
+        gateway_listen: args.gateway_listen,
+        admin_listen: None,
+    };
+    let config = match overrides.load() {
+        Ok(config) => config,
+        Err(error) => return config_failure(&error),
+    };
+    match split::segment_name(&args.shm) {
+        Ok(shm) => finish(split::run_data_plane(config, shm)),
+        Err(error) => config_failure(&error),
+    }
+}
+
+fn config_failure(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("gatehouse: {error}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// The exit code of a finished `run`, `controlplane` or `dataplane`.
+fn finish(outcome: Result<(), RunError>) -> ExitCode {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("gatehouse: {}", chain(&error));
@@ -134,23 +230,34 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-/// The file (or the embedded default) with the flags applied, validated.
-fn run_config(args: &RunArgs) -> Result<Config, ConfigError> {
-    let mut config = match &args.config {
-        Some(path) => config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(dir) = &args.data_dir {
-        config.data_dir.clone_from(dir);
+/// The configuration flags shared by `run`, `controlplane` and
+/// `dataplane`; each overrides its key of the file.
+struct Overrides<'a> {
+    config: Option<&'a Path>,
+    data_dir: Option<&'a Path>,
+    gateway_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+}
+
+impl Overrides<'_> {
+    /// The file (or the embedded default) with the flags applied, validated.
+    fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = match self.config {
+            Some(path) => config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir.to_owned();
+        }
+        if let Some(addr) = self.gateway_listen {
+            config.gateway.listen = addr;
+        }
+        if let Some(addr) = self.admin_listen {
+            config.admin.listen = addr;
+        }
+        config.validate()?;
+        Ok(config)
     }
-    if let Some(addr) = args.gateway_listen {
-        config.gateway.listen = addr;
-    }
-    if let Some(addr) = args.admin_listen {
-        config.admin.listen = addr;
-    }
-    config.validate()?;
-    Ok(config)
 }
 
 fn check_config(file: &Path) -> ExitCode {

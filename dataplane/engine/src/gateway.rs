@@ -174,7 +174,7 @@ impl RedeemerFactory for ChannelPorts {
             error!(core = core.0, "channel_port_missing");
             return ChannelRedeemer::unavailable();
         };
-        match ChannelRedeemer::start(port, self.config) {
+        match ChannelRedeemer::start(port, self.config.clone()) {
             Ok(redeemer) => redeemer,
             Err(e) => {
                 error!(core = core.0, error = %e, "channel_doorbell_setup_failed");

@@ -72,7 +72,7 @@ pub use gateway::{
 };
 pub use handler::{Conn, Handler, HandlerFactory, ListenerId};
 pub use redeem::{
-    ChannelRedeemer, ChannelRedeemerConfig, MemoryGrant, MemoryRedeemer, RedeemError, Redeemed,
-    TicketRedeemer,
+    ChannelRedeemer, ChannelRedeemerConfig, ControlPlaneGate, MemoryGrant, MemoryRedeemer,
+    RedeemError, Redeemed, TicketRedeemer,
 };
 pub use session::{ConnId, Fault, Session, SessionEnd};

@@ -349,6 +349,7 @@ fn a_full_pending_table_gets_01_at_once(driver: Driver) {
     let redeem = ChannelRedeemerConfig {
         deadline,
         max_pending: 1,
+        ..ChannelRedeemerConfig::default()
     };
     let rig = rig(driver, 64, redeem);
     let port = rig.control_port.as_ref().unwrap();

@@ -25,9 +25,26 @@
 //! or abandoned request is dropped; if it was an allow, the control plane
 //! gets a `SessionClosed` with zero bytes so it can release the session.
 //!
+//! Split processes (`gatehouse dataplane`): the control plane may be gone.
+//! A [`ControlPlaneGate`], written by the data plane's supervisor thread,
+//! says whether a control plane is linked and which generation it is. While
+//! it is closed a new redemption is refused at once with
+//! [`RedeemError::ControlPlaneDown`] (or waits up to
+//! `control_plane_wait` for it to open), and a redemption already waiting
+//! fails the same way within [`GATE_CHECK`] of the close (after the same
+//! bound), instead of at its deadline. Established sessions never look at
+//! the gate. When the gate opens on a generation this core has not
+//! announced its sessions to (a new control plane, whose session table
+//! starts empty), the receive task sends `SessionOpened` again for every
+//! session still relaying on the core; the supervisor rings the core's
+//! doorbell after opening the gate so that this happens without traffic.
+//! Reading the gate is one atomic load per redemption, never per relayed
+//! byte.
+//!
 //! What it refuses to do: block the core (a full ring or table refuses the
 //! redemption), queue reports (a full ring drops them), or grow (the table
-//! is bounded; the kill map holds one entry per relaying session).
+//! is bounded; the kill map and the live-session map hold one entry per
+//! relaying session).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -36,13 +53,15 @@ use std::io;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use gatehouse_channel::{
-    ClientAddr, CoreId, CorePort, DenyReason, Envelope, KillSession, PendingTable, RecvError,
-    RedeemKind, RedeemTicket, RequestId, SendError, SessionClosed, SessionId, TicketBytes,
-    ToControl, ToCore, Verdict, WaitDecision,
+    ClientAddr, CoreId, CorePort, DenyReason, Envelope, Generation, KillSession, PendingTable,
+    RecvError, RedeemKind, RedeemTicket, RequestId, SendError, SessionClosed, SessionId,
+    SessionOpened, TicketBytes, ToControl, ToCore, Verdict, WaitDecision,
 };
 use monoio::net::UnixStream;
 use monoio::time::Instant;
@@ -55,9 +74,71 @@ const RECEIVE_BATCH: usize = 256;
 /// Pause after a doorbell or ring failure, so a broken channel costs a
 /// wake-up per pause instead of a spinning core.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
+/// How often a redemption held or in flight looks at a closed
+/// [`ControlPlaneGate`].
+pub const GATE_CHECK: Duration = Duration::from_millis(10);
+/// How long a re-announcement of the live sessions may wait for room in a
+/// full request ring before it gives up on the rest.
+const ANNOUNCE_LIMIT: Duration = Duration::from_secs(2);
+/// Pause between attempts while the request ring is full.
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(1);
+
+/// Whether a control plane is linked to the channel, and which generation,
+/// as the data plane's supervisor sees it (split processes only; an
+/// in-process control plane needs no gate).
+///
+/// One writer (the supervisor thread: [`ControlPlaneGate::open`] after a
+/// link, [`ControlPlaneGate::close`] when the control plane is gone), any
+/// number of readers (the cores). Clones share the state.
+#[derive(Debug, Clone, Default)]
+pub struct ControlPlaneGate {
+    // The linked control plane's generation; 0 (never a live generation)
+    // means closed.
+    generation: Arc<AtomicU32>,
+}
+
+impl ControlPlaneGate {
+    /// A closed gate (no control plane yet).
+    pub fn closed() -> ControlPlaneGate {
+        ControlPlaneGate::default()
+    }
+
+    /// Opens the gate for the control plane of `generation` (just linked).
+    /// Generation 0 is nobody's: the gate stays closed.
+    pub fn open(&self, generation: Generation) {
+        self.generation.store(generation.0, Ordering::Release);
+    }
+
+    /// Closes the gate: new redemptions are refused (or held).
+    pub fn close(&self) {
+        self.generation.store(0, Ordering::Release);
+    }
+
+    /// Whether a control plane is linked.
+    pub fn is_open(&self) -> bool {
+        self.generation().is_some()
+    }
+
+    /// The linked control plane's generation, `None` while closed.
+    pub fn generation(&self) -> Option<Generation> {
+        match self.generation.load(Ordering::Acquire) {
+            0 => None,
+            generation => Some(Generation(generation)),
+        }
+    }
+}
+
+impl PartialEq for ControlPlaneGate {
+    /// The same gate (clones of one another).
+    fn eq(&self, other: &ControlPlaneGate) -> bool {
+        Arc::ptr_eq(&self.generation, &other.generation)
+    }
+}
+
+impl Eq for ControlPlaneGate {}
 
 /// How a [`ChannelRedeemer`] waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelRedeemerConfig {
     /// Time a redemption waits for its verdict; then the client gets `01`
     /// with reason `control_plane_timeout`.
@@ -65,6 +146,12 @@ pub struct ChannelRedeemerConfig {
     /// Redemptions in flight per core; one more is refused (`01`, reason
     /// `pending_full`). Keep it at or below the ring's slot count.
     pub max_pending: usize,
+    /// The control plane's liveness, for a data plane in its own process;
+    /// `None` (in-process planes) means always linked.
+    pub gate: Option<ControlPlaneGate>,
+    /// How long a redemption waits for a closed gate to open before it is
+    /// refused with `control_plane_down`; zero refuses at once.
+    pub control_plane_wait: Duration,
 }
 
 impl ChannelRedeemerConfig {
@@ -76,11 +163,13 @@ impl ChannelRedeemerConfig {
 }
 
 impl Default for ChannelRedeemerConfig {
-    /// [`Self::DEFAULT_DEADLINE`], [`Self::DEFAULT_MAX_PENDING`].
+    /// [`Self::DEFAULT_DEADLINE`], [`Self::DEFAULT_MAX_PENDING`], no gate.
     fn default() -> Self {
         ChannelRedeemerConfig {
             deadline: Self::DEFAULT_DEADLINE,
             max_pending: Self::DEFAULT_MAX_PENDING,
+            gate: None,
+            control_plane_wait: Duration::ZERO,
         }
     }
 }
@@ -99,6 +188,10 @@ pub struct ChannelRedeemerStats {
     pub ignored: u64,
     /// Slots that did not decode, or ring/doorbell failures.
     pub channel_errors: u64,
+    /// `SessionOpened` sent again to a new control plane generation.
+    pub reannounced: u64,
+    /// Live sessions a re-announcement gave up on (the ring stayed full).
+    pub reannounce_dropped: u64,
 }
 
 /// A core's [`TicketRedeemer`] over its [`CorePort`].
@@ -127,6 +220,10 @@ impl ChannelRedeemer {
             kills: RefCell::new(HashMap::new()),
             deadline: config.deadline,
             stats: Cell::new(ChannelRedeemerStats::default()),
+            gate: config.gate,
+            control_plane_wait: config.control_plane_wait,
+            live: RefCell::new(HashMap::new()),
+            announced: Cell::new(None),
         });
         monoio::spawn(receive(Rc::downgrade(&shared), doorbell));
         Ok(ChannelRedeemer {
@@ -150,7 +247,8 @@ impl ChannelRedeemer {
 impl TicketRedeemer for ChannelRedeemer {
     /// Sends `RedeemTicket { kind }` and waits for the verdict until the
     /// configured deadline. Refuses at once when the ring or the pending
-    /// table is full.
+    /// table is full, and when the gate says the control plane is gone
+    /// (after the configured wait).
     async fn redeem_as(
         &self,
         kind: RedeemKind,
@@ -161,10 +259,11 @@ impl TicketRedeemer for ChannelRedeemer {
         // A ticket too long for a message is no STA ticket.
         let ticket =
             TicketBytes::new(ticket).map_err(|_| RedeemError::Denied(DenyReason::Malformed))?;
+        shared.until_control_plane().await?;
         let deadline = Instant::now() + shared.deadline;
         let waiter = Rc::new(Waiter::default());
-        shared.submit(kind, ticket, client, deadline, waiter.clone())?;
-        match monoio::time::timeout_at(deadline, WaitAnswer(&waiter)).await {
+        let id = shared.submit(kind, ticket, client, deadline, waiter.clone())?;
+        match monoio::time::timeout_at(deadline, shared.answer(id, &waiter)).await {
             Ok(answer) => answer,
             Err(_elapsed) => {
                 shared.expire(Instant::now());
@@ -178,8 +277,17 @@ impl TicketRedeemer for ChannelRedeemer {
             return Err(ReportDropped);
         };
         let message = match report {
-            SessionReport::Opened(opened) => ToControl::SessionOpened(opened),
-            SessionReport::Closed(closed) => ToControl::SessionClosed(closed),
+            SessionReport::Opened(opened) => {
+                // Only a gated (split) data plane re-announces.
+                if shared.gate.is_some() {
+                    shared.live.borrow_mut().insert(opened.session, opened);
+                }
+                ToControl::SessionOpened(opened)
+            }
+            SessionReport::Closed(closed) => {
+                shared.live.borrow_mut().remove(&closed.session);
+                ToControl::SessionClosed(closed)
+            }
         };
         shared.send(&message).map_err(|_| ReportDropped)
     }
@@ -206,10 +314,77 @@ struct Shared {
     kills: RefCell<HashMap<SessionId, Rc<Kill>>>,
     deadline: Duration,
     stats: Cell<ChannelRedeemerStats>,
+    gate: Option<ControlPlaneGate>,
+    control_plane_wait: Duration,
+    /// Sessions relaying on this core, as reported open (gated only).
+    live: RefCell<HashMap<SessionId, SessionOpened>>,
+    /// The control plane generation the live sessions were last announced
+    /// to (`None`: not yet).
+    announced: Cell<Option<Generation>>,
 }
 
 impl Shared {
+    /// Returns at once when the control plane is linked (or there is no
+    /// gate); otherwise waits up to `control_plane_wait` for the gate to
+    /// open, then refuses.
+    async fn until_control_plane(&self) -> Result<(), RedeemError> {
+        let Some(gate) = &self.gate else {
+            return Ok(());
+        };
+        let until = Instant::now() + self.control_plane_wait;
+        while !gate.is_open() {
+            let now = Instant::now();
+            if now >= until {
+                return Err(RedeemError::ControlPlaneDown);
+            }
+            monoio::time::sleep(GATE_CHECK.min(until - now)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for the answer to request `id`. With a gate, a control plane
+    /// that goes away fails the wait once the gate has stayed closed for
+    /// `control_plane_wait` (the request leaves the pending table; a late
+    /// verdict for it is a stray one).
+    async fn answer(&self, id: RequestId, waiter: &Waiter) -> Result<Redeemed, RedeemError> {
+        let Some(gate) = &self.gate else {
+            return WaitAnswer(waiter).await;
+        };
+        let mut closed_since: Option<Instant> = None;
+        loop {
+            if let Ok(answer) = monoio::time::timeout(GATE_CHECK, WaitAnswer(waiter)).await {
+                return answer;
+            }
+            if gate.is_open() {
+                closed_since = None;
+                continue;
+            }
+            let now = Instant::now();
+            let since = *closed_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= self.control_plane_wait {
+                self.pending.borrow_mut().complete(id);
+                return Err(RedeemError::ControlPlaneDown);
+            }
+        }
+    }
+
+    /// Starts re-announcing the live sessions when the gate names a control
+    /// plane generation they were not announced to yet.
+    fn announce_if_new(self: &Rc<Self>) {
+        let Some(generation) = self.gate.as_ref().and_then(ControlPlaneGate::generation) else {
+            return;
+        };
+        if self.announced.replace(Some(generation)) == Some(generation) {
+            return;
+        }
+        let sessions: Vec<SessionId> = self.live.borrow().keys().copied().collect();
+        if !sessions.is_empty() {
+            monoio::spawn(announce(Rc::downgrade(self), sessions));
+        }
+    }
+
     /// Records the waiter and sends the request; refuses without waiting.
+    /// Returns the request's id.
     fn submit(
         &self,
         kind: RedeemKind,
@@ -217,7 +392,7 @@ impl Shared {
         client: ClientAddr,
         deadline: Instant,
         waiter: Rc<Waiter>,
-    ) -> Result<(), RedeemError> {
+    ) -> Result<RequestId, RedeemError> {
         // Entries of abandoned waiters go as soon as they are overdue.
         self.expire(Instant::now());
         let mut pending = self.pending.borrow_mut();
@@ -242,7 +417,8 @@ impl Shared {
         // Room was checked above and ids are fresh: this cannot refuse.
         pending
             .insert(id, deadline, waiter)
-            .map_err(|_| RedeemError::PendingFull)
+            .map_err(|_| RedeemError::PendingFull)?;
+        Ok(id)
     }
 
     /// Fails every overdue waiter with a timeout.
@@ -325,6 +501,7 @@ async fn receive(shared: Weak<Shared>, doorbell: UnixStream) {
         let Some(strong) = shared.upgrade() else {
             return;
         };
+        strong.announce_if_new();
         let mut handled = 0;
         let mut failed = false;
         loop {
@@ -374,6 +551,45 @@ async fn receive(shared: Weak<Shared>, doorbell: UnixStream) {
             warn!(core = strong.core.0, "channel_doorbell_failed");
             drop(strong);
             monoio::time::sleep(FAILURE_BACKOFF).await;
+        }
+    }
+}
+
+/// Sends `SessionOpened` again for each of `sessions` still live, in
+/// order, retrying while the request ring is full (for at most
+/// [`ANNOUNCE_LIMIT`]). A session that closes meanwhile is skipped, so the
+/// control plane never sees an open after its close.
+async fn announce(shared: Weak<Shared>, sessions: Vec<SessionId>) {
+    let give_up = Instant::now() + ANNOUNCE_LIMIT;
+    let mut next = 0;
+    while let Some(&session) = sessions.get(next) {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let opened = strong.live.borrow().get(&session).copied();
+        let Some(opened) = opened else {
+            next += 1;
+            continue;
+        };
+        match strong.send(&ToControl::SessionOpened(opened)) {
+            Ok(()) => {
+                strong.count(|s| s.reannounced += 1);
+                next += 1;
+            }
+            Err(SendError::Full) if Instant::now() < give_up => {
+                drop(strong);
+                monoio::time::sleep(ANNOUNCE_RETRY).await;
+            }
+            Err(_) => {
+                let left = (sessions.len() - next) as u64;
+                strong.count(|s| s.reannounce_dropped += left);
+                warn!(
+                    core = strong.core.0,
+                    dropped = left,
+                    "sessions_reannounce_dropped"
+                );
+                return;
+            }
         }
     }
 }

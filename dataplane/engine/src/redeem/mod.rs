@@ -19,7 +19,9 @@
 mod channel;
 mod memory;
 
-pub use channel::{ChannelRedeemer, ChannelRedeemerConfig, ChannelRedeemerStats};
+pub use channel::{
+    ChannelRedeemer, ChannelRedeemerConfig, ChannelRedeemerStats, ControlPlaneGate, GATE_CHECK,
+};
 pub use memory::{MemoryGrant, MemoryRedeemer};
 
 use std::future::Future;
@@ -110,6 +112,9 @@ pub enum RedeemError {
     /// This core has no channel to the control plane (a setup error).
     #[error("no channel to the control plane on this core")]
     NoChannel,
+    /// The control plane (in its own process) is gone or not linked yet.
+    #[error("the control plane is down")]
+    ControlPlaneDown,
 }
 
 impl RedeemError {
@@ -130,7 +135,9 @@ impl RedeemError {
                 DenyReason::StaUnreachable | DenyReason::Internal => Refusal::Internal,
             },
             Self::ChannelFull | Self::PendingFull => Refusal::Overloaded,
-            Self::ControlPlaneTimeout(_) | Self::NoChannel => Refusal::Internal,
+            Self::ControlPlaneTimeout(_) | Self::NoChannel | Self::ControlPlaneDown => {
+                Refusal::Internal
+            }
         }
     }
 
@@ -142,6 +149,7 @@ impl RedeemError {
             Self::PendingFull => "pending_full",
             Self::ControlPlaneTimeout(_) => "control_plane_timeout",
             Self::NoChannel => "no_channel",
+            Self::ControlPlaneDown => "control_plane_down",
         }
     }
 
@@ -160,7 +168,7 @@ impl RedeemError {
                     Fault::ControlPlane
                 }
             },
-            Self::ControlPlaneTimeout(_) => Fault::ControlPlane,
+            Self::ControlPlaneTimeout(_) | Self::ControlPlaneDown => Fault::ControlPlane,
             Self::ChannelFull | Self::PendingFull | Self::NoChannel => Fault::Internal,
         }
     }

@@ -1,6 +1,7 @@
 //! The channel redeemer on one runtime, the control plane's port driven by
 //! hand from the same thread (no engine).
 
+use std::io::Write;
 use std::net::SocketAddr;
 
 use gatehouse_channel::{ControlPort, Geometry, WorkerAddr, in_process};
@@ -127,5 +128,163 @@ fn a_kill_order_fires_only_the_watched_session() {
             redeemer.shared.as_ref().unwrap().kills.borrow().is_empty(),
             "a finished watch unregisters"
         );
+    });
+}
+
+fn gated(gate: &ControlPlaneGate, wait: Duration) -> ChannelRedeemerConfig {
+    ChannelRedeemerConfig {
+        gate: Some(gate.clone()),
+        control_plane_wait: wait,
+        ..ChannelRedeemerConfig::default()
+    }
+}
+
+fn opened(session: u64) -> SessionOpened {
+    SessionOpened {
+        session: SessionId(session),
+        client: client(),
+        worker: WorkerAddr(SocketAddr::from(([127, 0, 0, 1], 1494))),
+        worker_ticket: None,
+    }
+}
+
+#[test]
+fn a_closed_gate_refuses_at_once_without_asking() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 8).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let control_port = control.take_ports().unwrap().pop().unwrap();
+        let gate = ControlPlaneGate::closed();
+        let redeemer = ChannelRedeemer::start(port, gated(&gate, Duration::ZERO)).unwrap();
+        let started = Instant::now();
+        let refused = redeemer.redeem(b";40;STA01;TICKET", client()).await;
+        assert_eq!(refused, Err(RedeemError::ControlPlaneDown));
+        assert!(started.elapsed() < Duration::from_millis(5), "at once");
+        assert_eq!(control_port.inbound_backlog(), 0, "nothing was sent");
+        assert_eq!(RedeemError::ControlPlaneDown.reason(), "control_plane_down");
+        assert_eq!(RedeemError::ControlPlaneDown.refusal().reply().code(), 0x01);
+    });
+}
+
+#[test]
+fn a_closed_gate_holds_a_redemption_until_it_opens_within_the_bound() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 8).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let gate = ControlPlaneGate::closed();
+        let redeemer =
+            ChannelRedeemer::start(port, gated(&gate, Duration::from_millis(500))).unwrap();
+        let opener = gate.clone();
+        monoio::spawn(async move {
+            monoio::time::sleep(Duration::from_millis(30)).await;
+            opener.open(Generation(3));
+        });
+        let answer = async {
+            let request = next_request(&mut control_port).await;
+            let allow = ToCore::Verdict(Verdict::Allow {
+                worker: WorkerAddr(SocketAddr::from(([127, 0, 0, 1], 1494))),
+                session: SessionId(9),
+                reconnect_ticket: None,
+                worker_ticket: None,
+            });
+            control_port.try_send(request.request_id, &allow).unwrap();
+        };
+        let (redeemed, ()) = monoio::join!(redeemer.redeem(b";40;STA01;TICKET", client()), answer);
+        assert_eq!(redeemed.unwrap().session(), SessionId(9));
+
+        // Closed again, and it stays closed past the bound: refused.
+        gate.close();
+        let started = Instant::now();
+        let refused = redeemer.redeem(b";40;STA01;TICKET", client()).await;
+        assert_eq!(refused, Err(RedeemError::ControlPlaneDown));
+        assert!(started.elapsed() >= Duration::from_millis(500));
+    });
+}
+
+#[test]
+fn a_redemption_in_flight_fails_fast_when_the_gate_closes() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 8).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let gate = ControlPlaneGate::closed();
+        gate.open(Generation(1));
+        let redeemer = ChannelRedeemer::start(port, gated(&gate, Duration::ZERO)).unwrap();
+        let closer = gate.clone();
+        monoio::spawn(async move {
+            monoio::time::sleep(Duration::from_millis(30)).await;
+            closer.close();
+        });
+        let started = Instant::now();
+        let refused = redeemer.redeem(b";40;STA01;TICKET", client()).await;
+        assert_eq!(refused, Err(RedeemError::ControlPlaneDown));
+        assert!(
+            started.elapsed() < ChannelRedeemerConfig::DEFAULT_DEADLINE / 4,
+            "well before the verdict deadline"
+        );
+        let request = next_request(&mut control_port).await;
+        assert!(matches!(request.message, ToControl::RedeemTicket(_)));
+        assert!(
+            redeemer
+                .shared
+                .as_ref()
+                .unwrap()
+                .pending
+                .borrow()
+                .is_empty()
+        );
+    });
+}
+
+#[test]
+fn a_new_control_plane_generation_hears_every_live_session_again() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 64).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let doorbell = port.doorbell().try_clone_to_owned().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let gate = ControlPlaneGate::closed();
+        gate.open(Generation(1));
+        let redeemer = ChannelRedeemer::start(port, gated(&gate, Duration::ZERO)).unwrap();
+        for session in 1..=3 {
+            redeemer
+                .report(SessionReport::Opened(opened(session)))
+                .unwrap();
+        }
+        let closed = SessionClosed {
+            session: SessionId(2),
+            bytes_up: 1,
+            bytes_down: 1,
+            duration_ms: 1,
+        };
+        redeemer.report(SessionReport::Closed(closed)).unwrap();
+        for _ in 0..4 {
+            next_request(&mut control_port).await;
+        }
+
+        // The supervisor opens the gate on a new generation and rings.
+        gate.open(Generation(2));
+        std::fs::File::from(doorbell)
+            .write_all(&1_u64.to_ne_bytes())
+            .unwrap();
+        let mut again = vec![
+            next_request(&mut control_port).await.message,
+            next_request(&mut control_port).await.message,
+        ];
+        again.sort_by_key(|message| match message {
+            ToControl::SessionOpened(opened) => opened.session.0,
+            _ => u64::MAX,
+        });
+        assert_eq!(
+            again,
+            vec![
+                ToControl::SessionOpened(opened(1)),
+                ToControl::SessionOpened(opened(3))
+            ]
+        );
+        monoio::time::sleep(Duration::from_millis(20)).await;
+        assert!(control_port.try_recv().unwrap().is_none(), "once");
+        assert_eq!(redeemer.stats().reannounced, 2);
     });
 }
