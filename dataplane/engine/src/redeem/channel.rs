@@ -47,7 +47,7 @@
 //! relaying session).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -68,6 +68,9 @@ use monoio::time::Instant;
 use tracing::warn;
 
 use super::{RedeemError, Redeemed, ReportDropped, SessionReport, TicketRedeemer};
+
+/// Kill orders kept for sessions that have not started relaying yet.
+const EARLY_KILLS: usize = 64;
 
 /// Messages the receive task handles before it lets other tasks run.
 const RECEIVE_BATCH: usize = 256;
@@ -182,7 +185,8 @@ pub struct ChannelRedeemerStats {
     pub stray_verdicts: u64,
     /// Kill orders carried out.
     pub kills: u64,
-    /// Kill orders for sessions not relaying on this core.
+    /// Kill orders for sessions not relaying on this core (minus those that
+    /// came early and ended their session when it started relaying).
     pub stray_kills: u64,
     /// Messages this core does not act on yet (stats requests, heartbeats).
     pub ignored: u64,
@@ -218,6 +222,7 @@ impl ChannelRedeemer {
             port: RefCell::new(port),
             pending: RefCell::new(PendingTable::with_capacity(config.max_pending)),
             kills: RefCell::new(HashMap::new()),
+            early_kills: RefCell::new(VecDeque::with_capacity(EARLY_KILLS)),
             deadline: config.deadline,
             stats: Cell::new(ChannelRedeemerStats::default()),
             gate: config.gate,
@@ -295,6 +300,10 @@ impl TicketRedeemer for ChannelRedeemer {
     fn until_killed(&self, session: SessionId) -> impl Future<Output = ()> {
         let kill = Rc::new(Kill::default());
         if let Some(shared) = &self.shared {
+            if shared.take_early_kill(session) {
+                kill.fire();
+                shared.count(|s| s.kills += 1);
+            }
             shared.kills.borrow_mut().insert(session, kill.clone());
         }
         KillWatch {
@@ -312,6 +321,10 @@ struct Shared {
     port: RefCell<CorePort>,
     pending: RefCell<PendingTable<Rc<Waiter>, Instant>>,
     kills: RefCell<HashMap<SessionId, Rc<Kill>>>,
+    /// Kill orders that came before their session relayed (between the
+    /// verdict and the success reply): kept briefly so the session, once it
+    /// starts relaying, is ended at once.
+    early_kills: RefCell<VecDeque<(SessionId, Instant)>>,
     deadline: Duration,
     stats: Cell<ChannelRedeemerStats>,
     gate: Option<ControlPlaneGate>,
@@ -455,11 +468,48 @@ impl Shared {
                         kill.fire();
                         self.count(|s| s.kills += 1);
                     }
-                    None => self.count(|s| s.stray_kills += 1),
+                    None => {
+                        self.remember_early_kill(session);
+                        self.count(|s| s.stray_kills += 1);
+                    }
                 }
             }
             ToCore::StatsRequest | ToCore::Heartbeat(_) => self.count(|s| s.ignored += 1),
         }
+    }
+
+    /// Keeps a kill order for a session not relaying (yet) for the verdict
+    /// deadline, at most [`EARLY_KILLS`] of them (the oldest go first).
+    fn remember_early_kill(&self, session: SessionId) {
+        let now = Instant::now();
+        let mut early = self.early_kills.borrow_mut();
+        while early
+            .front()
+            .is_some_and(|&(_, at)| now.saturating_duration_since(at) > self.deadline)
+        {
+            early.pop_front();
+        }
+        if early.len() == EARLY_KILLS {
+            early.pop_front();
+        }
+        early.push_back((session, now));
+    }
+
+    /// Whether a kill order for `session` came before it relayed (and is
+    /// not older than the verdict deadline); consumes it.
+    fn take_early_kill(&self, session: SessionId) -> bool {
+        let now = Instant::now();
+        let mut early = self.early_kills.borrow_mut();
+        let Some(index) = early.iter().position(|&(id, _)| id == session) else {
+            return false;
+        };
+        let fresh = early
+            .remove(index)
+            .is_some_and(|(_, at)| now.saturating_duration_since(at) <= self.deadline);
+        if fresh {
+            self.count(|s| s.stray_kills = s.stray_kills.saturating_sub(1));
+        }
+        fresh
     }
 
     fn verdict(&self, id: RequestId, verdict: Verdict) {

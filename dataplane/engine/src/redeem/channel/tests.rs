@@ -131,6 +131,40 @@ fn a_kill_order_fires_only_the_watched_session() {
     });
 }
 
+#[test]
+fn a_kill_order_before_the_relay_starts_ends_the_session_when_it_does() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 8).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+        // The order arrives while the session is between its verdict and
+        // its success reply: nothing watches it yet.
+        let kill = ToCore::KillSession(KillSession {
+            session: SessionId(7),
+        });
+        control_port.try_send(RequestId(0), &kill).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while redeemer.stats().stray_kills == 0 {
+            assert!(std::time::Instant::now() < deadline, "the order arrives");
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let watched = redeemer.until_killed(SessionId(7));
+        monoio::time::timeout(Duration::from_millis(100), watched)
+            .await
+            .expect("the early order ends the session at once");
+        let stats = redeemer.stats();
+        assert_eq!((stats.kills, stats.stray_kills), (1, 0));
+        // The order was used up: the next watch of that id is not killed.
+        let again = redeemer.until_killed(SessionId(7));
+        assert!(
+            monoio::time::timeout(Duration::from_millis(50), again)
+                .await
+                .is_err()
+        );
+    });
+}
+
 fn gated(gate: &ControlPlaneGate, wait: Duration) -> ChannelRedeemerConfig {
     ChannelRedeemerConfig {
         gate: Some(gate.clone()),
