@@ -18,6 +18,8 @@
 //!   attribute) behind the [`ldap::PasswordDirectory`] trait.
 //! - [`radius`]: the RADIUS factor: a sans-IO codec (PAP, Access-Challenge,
 //!   Message-Authenticator) and its UDP client.
+//! - [`push`]: push approval with number matching: the [`push::PushService`]
+//!   trait, the built-in provider and its device endpoints.
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
 //! - [`web`]: the gateway's web side: HTTP connections the data plane
 //!   forwards over a unix socket behind a PROXY v2 header; the login page.
@@ -46,6 +48,7 @@ pub mod auth;
 pub mod certificate;
 pub mod config;
 pub mod ldap;
+pub mod push;
 pub mod radius;
 pub mod reconnect;
 pub mod redeem;
