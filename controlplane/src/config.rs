@@ -22,6 +22,7 @@ use gatehouse_wire::ticket::StaId;
 use serde::{Deserialize, Serialize};
 
 use crate::ldap::LdapSection;
+use crate::login::LoginSection;
 use crate::radius::RadiusSection;
 use crate::sta::StaLimits;
 
@@ -56,6 +57,9 @@ pub struct Config {
     /// The RADIUS servers of the RADIUS factor (off unless
     /// `radius.servers` is set). See [`RadiusSection`].
     pub radius: RadiusSection,
+    /// The web login flow: schema, sessions, lockouts. See
+    /// [`LoginSection`].
+    pub login: LoginSection,
 }
 
 impl Default for Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             ldap: LdapSection::default(),
             radius: RadiusSection::default(),
+            login: LoginSection::default(),
         }
     }
 }
@@ -585,6 +590,7 @@ impl Config {
         }
         self.ldap.validate()?;
         self.radius.validate()?;
+        self.login.validate(&self.radius)?;
         Ok(())
     }
 
