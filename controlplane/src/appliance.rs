@@ -129,6 +129,10 @@ pub enum RunError {
     /// A blocking step panicked or was cancelled.
     #[error("a control plane task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The login service (store, OTP key, LDAP or RADIUS settings) could
+    /// not be set up.
+    #[error("cannot set up the web login")]
+    Login(#[source] crate::login::LoginSetupError),
     /// The web socket could not be bound.
     #[error("cannot listen on the web socket {}", path.display())]
     Web {
@@ -394,10 +398,19 @@ impl ControlPlane {
             path: web_path.clone(),
             source,
         })?;
+        let store = crate::store::Store::open(&config.data_dir)
+            .await
+            .map_err(|e| RunError::Login(e.into()))?;
+        let login =
+            Arc::new(crate::login::Login::from_config(config, store).map_err(RunError::Login)?);
+        background.push(tokio::spawn(crate::login::session::sweep_every(
+            login.sessions().clone(),
+            crate::login::session::SWEEP_PERIOD,
+        )));
         let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
         background.push(tokio::spawn(web::serve(
             web_listener,
-            web::router(),
+            web::router(Arc::new(web::WebState::new(login))),
             web_stopped,
         )));
         let admin = Admin::start(config.admin.listen, sta, sessions.clone()).await?;

@@ -22,6 +22,7 @@ use gatehouse_wire::ticket::StaId;
 use serde::{Deserialize, Serialize};
 
 use crate::ldap::LdapSection;
+use crate::login::LoginSection;
 use crate::push::PushSection;
 use crate::radius::RadiusSection;
 use crate::sta::StaLimits;
@@ -60,6 +61,9 @@ pub struct Config {
     /// Push approval with number matching (off unless `push.enabled`).
     /// See [`PushSection`].
     pub push: PushSection,
+    /// The web login flow: schema, sessions, lockouts. See
+    /// [`LoginSection`].
+    pub login: LoginSection,
 }
 
 impl Default for Config {
@@ -74,6 +78,7 @@ impl Default for Config {
             ldap: LdapSection::default(),
             radius: RadiusSection::default(),
             push: PushSection::default(),
+            login: LoginSection::default(),
         }
     }
 }
@@ -591,6 +596,7 @@ impl Config {
         self.ldap.validate()?;
         self.radius.validate()?;
         self.push.validate()?;
+        self.login.validate(&self.radius)?;
         Ok(())
     }
 

@@ -22,11 +22,14 @@
 //!   trait, the built-in provider and its device endpoints.
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
 //! - [`web`]: the gateway's web side: HTTP connections the data plane
-//!   forwards over a unix socket behind a PROXY v2 header; the login page.
+//!   forwards over a unix socket behind a PROXY v2 header; the login flow
+//!   pages and `/manageotp`.
+//! - [`login`]: the login decisions (schema, factors, lockouts, pending
+//!   second factors) and the web sessions kept in the store.
 //! - [`appliance`]: `gatehouse run`: the control plane and the engine cores
 //!   in one process, wired by the channel.
 //! - [`store`]: the embedded SQLite store (`<data_dir>/gatehouse.db`):
-//!   local users, OTP devices, accepted TOTP steps.
+//!   local users, OTP devices, accepted TOTP steps, web sessions.
 //! - [`auth`]: the local user directory (Argon2id), TOTP (RFC 6238) with
 //!   replay refusal, `otpauth://` URIs and QR codes, OTP secrets sealed at
 //!   rest, `gatehouse user ...`.
@@ -48,6 +51,7 @@ pub mod auth;
 pub mod certificate;
 pub mod config;
 pub mod ldap;
+pub mod login;
 pub mod push;
 pub mod radius;
 pub mod reconnect;

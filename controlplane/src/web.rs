@@ -9,35 +9,51 @@
 //!                                                              (Extension<WebClient>)
 //! ```
 //!
-//! Pages so far: `GET /` redirects to `/vpn/index.html`, the login page.
-//! Every request logs one `web_request` event (`peer`, `tls`, `method`,
-//! `path`, `status`). A connection whose header is missing, malformed or
-//! late is closed with a `web_refused` event; it never reaches the router.
+//! Pages ([`router`]): `GET /` redirects to `/vpn/index.html`, the login
+//! page; the login flow of PROTOCOLS.md §7 ([`flow`]: `/cgi/login`,
+//! `/cgi/dlge`, `/cgi/setclient`, `/vpns/cvpnpage.html`, the home page,
+//! `/cgi/logout`) over [`crate::login::Login`]; `/manageotp`
+//! ([`manageotp`]). Pages are rendered on the server ([`pages`]) as plain
+//! forms. Every request logs one `web_request` event (`peer`, `tls`,
+//! `method`, `path`, `status`). A connection whose header is missing,
+//! malformed or late is closed with a `web_refused` event; it never
+//! reaches the router.
 //!
-//! Who calls it: [`crate::appliance`] binds the socket and passes its path
-//! to the engine ([`gatehouse_engine::WebForward`]).
+//! Who calls it: [`crate::appliance`] binds the socket, builds the
+//! [`WebState`] and passes the socket's path to the engine
+//! ([`gatehouse_engine::WebForward`]).
 
+pub mod cookies;
+pub mod flow;
+pub mod manageotp;
+pub mod pages;
+
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Extension, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, Request};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use gatehouse_wire::Progress;
 use gatehouse_wire::proxy::{self, MAX_HEADER, ProxyError};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+use crate::login::Login;
 
 /// The socket's file name in the data directory.
 pub const SOCKET_NAME: &str = "web.sock";
@@ -50,6 +66,63 @@ pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The login page's path.
 pub const LOGIN_PAGE: &str = "/vpn/index.html";
+
+/// The logged-in user's home page.
+pub const HOME_PAGE: &str = "/vpns/home.html";
+
+/// Largest request body read (the forms are small).
+pub const MAX_BODY_BYTES: usize = 16 * 1_024;
+
+/// Most QR images of new devices kept at once.
+pub const MAX_QR_IMAGES: usize = 1_024;
+
+/// What the handlers share: the login service and the QR images of new
+/// devices.
+#[derive(Debug)]
+pub struct WebState {
+    /// The login decisions, sessions and devices.
+    pub login: Arc<Login>,
+    qr: Mutex<HashMap<String, QrImage>>,
+}
+
+/// A new device's QR code, for the session that added it.
+#[derive(Debug, Clone)]
+struct QrImage {
+    session: String,
+    png: Vec<u8>,
+    expires: Instant,
+}
+
+impl WebState {
+    /// The state over `login`.
+    pub fn new(login: Arc<Login>) -> Self {
+        Self {
+            login,
+            qr: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn put_qr(&self, id: String, image: QrImage) {
+        let mut map = self.qr.lock();
+        let now = Instant::now();
+        map.retain(|_, image| image.expires > now);
+        if map.len() >= MAX_QR_IMAGES {
+            return;
+        }
+        map.insert(id, image);
+    }
+
+    fn qr(&self, id: &str, session: &str) -> Option<Vec<u8>> {
+        let map = self.qr.lock();
+        map.get(id)
+            .filter(|image| image.session == session && image.expires > Instant::now())
+            .map(|image| image.png.clone())
+    }
+
+    fn forget_qr(&self, session: &str) {
+        self.qr.lock().retain(|_, image| image.session != session);
+    }
+}
 
 /// Who is on the other end of a forwarded connection, from its PROXY
 /// header; every handler can take it as `Extension<WebClient>`.
@@ -78,11 +151,24 @@ pub enum WebError {
     Io(#[from] io::Error),
 }
 
-/// The web router: the pages and the `web_request` log.
-pub fn router() -> Router {
+/// The web router over `state`: the pages and the `web_request` log.
+pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(root))
-        .route(LOGIN_PAGE, get(login_page))
+        .route(LOGIN_PAGE, get(flow::login_page))
+        .route("/cgi/login", post(flow::login))
+        .route("/cgi/dlge", post(flow::dlge))
+        .route("/cgi/setclient", get(flow::setclient))
+        .route("/vpns/cvpnpage.html", get(flow::cvpnpage))
+        .route(HOME_PAGE, get(flow::home))
+        .route("/cgi/logout", get(flow::logout))
+        .route("/manageotp", get(manageotp::show))
+        .route("/manageotp/add", post(manageotp::add))
+        .route("/manageotp/test", post(manageotp::test))
+        .route("/manageotp/remove", post(manageotp::remove))
+        .route("/manageotp/qr/{id}", get(manageotp::qr))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
         .layer(middleware::from_fn(log_request))
 }
 
@@ -250,37 +336,57 @@ async fn root() -> Response {
     (StatusCode::FOUND, [(header::LOCATION, LOGIN_PAGE)]).into_response()
 }
 
-async fn login_page() -> Response {
-    let mut response = Html(LOGIN_HTML).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    (StatusCode::OK, response).into_response()
+/// Fuzz entry points for the web side's parsers of outside input (the
+/// PROXY header has its own in `gatehouse_wire`).
+pub mod fuzz {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::cookies;
+    use crate::login::SessionToken;
+
+    /// Parses `data` as a form body and, when it is a valid header value,
+    /// as a `Cookie` header whose session value is then read as a token.
+    /// Must not panic.
+    pub fn form_and_cookies(data: &[u8]) {
+        let form = cookies::form(data);
+        for name in ["login", "passwd", "passwd1", "response", "csrf", "device"] {
+            let _ = cookies::field(&form, name);
+        }
+        if let Ok(value) = HeaderValue::from_bytes(data) {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, value);
+            if let Some(value) = cookies::get(&headers, cookies::SESSION) {
+                let _ = SessionToken::from_cookie(value);
+            }
+            let _ = cookies::get(&headers, cookies::PENDING);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn the_form_and_cookie_parsers_survive_arbitrary_bytes(
+                data in proptest::collection::vec(any::<u8>(), 0..512),
+            ) {
+                form_and_cookies(&data);
+            }
+
+            #[test]
+            fn the_parsers_survive_cookie_shaped_text(text in "[A-Za-z0-9_=;% +&\"-]{0,200}") {
+                form_and_cookies(text.as_bytes());
+                form_and_cookies(format!("NSC_AAAC={text}").as_bytes());
+            }
+        }
+    }
 }
 
-/// The login form of PROTOCOLS.md §7: `login`, `passwd`, `passwd1`,
-/// posted to `/cgi/login`.
-const LOGIN_HTML: &str = r#"<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Gatehouse</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body>
-<main>
-<h1>Gatehouse</h1>
-<form method="post" action="/cgi/login" autocomplete="off">
-<p><label for="login">User name</label><br><input id="login" name="login" type="text" required autofocus></p>
-<p><label for="passwd">Password</label><br><input id="passwd" name="passwd" type="password" required></p>
-<p><label for="passwd1">Second password</label><br><input id="passwd1" name="passwd1" type="password"></p>
-<p><button type="submit">Log on</button></p>
-</form>
-</main>
-</body>
-</html>
-"#;
+#[cfg(test)]
+mod flow_tests;
 
 #[cfg(test)]
 mod tests {
@@ -290,6 +396,7 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     use super::*;
+    use crate::login::LoginSection;
 
     async fn start() -> (
         std::path::PathBuf,
@@ -304,12 +411,46 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("web.sock");
         let listener = bind(&path).unwrap();
+        let (state, _) = state(&dir, LoginSection::default()).await;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, router(), stop_rx));
+        let task = tokio::spawn(serve(listener, router(state), stop_rx));
         (path, stop_tx, task)
     }
 
-    fn header(peer: SocketAddr, tls: bool) -> Vec<u8> {
+    /// A web state over a store in `dir` with local users (cheap Argon2
+    /// parameters) and store devices.
+    pub(super) async fn state(
+        dir: &Path,
+        section: LoginSection,
+    ) -> (Arc<WebState>, crate::auth::local::LocalUsers) {
+        use crate::auth::devices::OtpDevices;
+        use crate::auth::local::LocalUsers;
+        use crate::auth::password::{PasswordHasher, PasswordParams};
+        use crate::auth::seal::OtpKey;
+        use crate::login::{Login, UserDevices, local_directory};
+        use crate::store::Store;
+
+        let store = Store::open(dir).await.unwrap();
+        let hasher = PasswordHasher::new(PasswordParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let users = LocalUsers::new(store.clone(), Arc::new(hasher));
+        let devices = OtpDevices::new(store.clone(), OtpKey::from_bytes([9; 32]), "Gatehouse");
+        let login = Login::new(
+            section,
+            local_directory(users.clone()),
+            UserDevices::Store(devices),
+            None,
+            store,
+            "Gatehouse",
+        );
+        (Arc::new(WebState::new(Arc::new(login))), users)
+    }
+
+    pub(super) fn header(peer: SocketAddr, tls: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let destination: SocketAddr = if peer.is_ipv4() {
             "127.0.0.1:8443".parse().unwrap()
@@ -328,7 +469,7 @@ mod tests {
         out
     }
 
-    async fn exchange(path: &Path, bytes: &[u8]) -> String {
+    pub(super) async fn exchange(path: &Path, bytes: &[u8]) -> String {
         let mut stream = UnixStream::connect(path).await.unwrap();
         stream.write_all(bytes).await.unwrap();
         let mut answer = Vec::new();

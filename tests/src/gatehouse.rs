@@ -50,6 +50,63 @@ impl Gatehouse {
         let dir = TempDir::new("gatehouse");
         let config = dir.path().join("gatehouse.toml");
         std::fs::write(&config, format!("{ENGINE}{tables}")).unwrap();
+        Self::start_in(dir, filter)
+    }
+
+    /// Starts `gatehouse run` again in `dir`, a directory an earlier
+    /// [`Gatehouse`] left with [`Gatehouse::stop_keeping_data`]: the same
+    /// configuration file and data directory (store, certificate, keys).
+    pub fn restart_in(dir: TempDir) -> Self {
+        Self::start_in(dir, "info")
+    }
+
+    /// The configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gatehouse.toml")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs `gatehouse user --config ... --data-dir ... <args>` next to
+    /// the running gateway (e.g. `add alice`) with `stdin` as standard
+    /// input; returns its exit code and standard output.
+    pub fn user_command(&self, args: &[&str], stdin: &str) -> (Option<i32>, String) {
+        use std::io::Write as _;
+        let mut child = Command::new(bins::gatehouse())
+            .current_dir(self.dir.path())
+            .args(["user", "--config"])
+            .arg(self.config_path())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gatehouse runs");
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    /// [`Gatehouse::stop`], keeping the directory for
+    /// [`Gatehouse::restart_in`].
+    pub fn stop_keeping_data(mut self) -> (Vec<Event>, TempDir) {
+        let status = self.process.stop();
+        assert_eq!(status.code(), Some(0), "gatehouse exits 0 on SIGTERM");
+        (self.events(), self.dir)
+    }
+
+    fn start_in(dir: TempDir, filter: &str) -> Self {
+        let config = dir.path().join("gatehouse.toml");
         let data = dir.path().join("data");
         let mut child = Command::new(bins::gatehouse())
             .current_dir(dir.path())

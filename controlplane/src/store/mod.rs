@@ -17,6 +17,7 @@
 //! [`crate::auth`] hands it (PHC strings, sealed secrets).
 
 mod otp;
+mod sessions;
 mod users;
 
 use std::fs::{self, OpenOptions};
@@ -28,6 +29,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use otp::DeviceRecord;
+pub use sessions::WebSessionRecord;
 pub use users::UserRecord;
 
 /// The database file's name in the data directory.

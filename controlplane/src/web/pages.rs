@@ -1,0 +1,179 @@
+//! The server-rendered pages of the web login flow: plain HTML forms that
+//! work without JavaScript. Every text that did not come from this file
+//! goes through [`escape`].
+
+use std::fmt::Write as _;
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{}</title>\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\n\
+         <body>\n<main>\n<h1>Gatehouse</h1>\n{body}</main>\n</body>\n</html>\n",
+        escape(title)
+    )
+}
+
+fn notice(out: &mut String, class: &str, message: Option<&str>) {
+    if let Some(message) = message {
+        let _ = writeln!(
+            out,
+            "<p class=\"{class}\" role=\"alert\" id=\"{class}\">{}</p>",
+            escape(message)
+        );
+    }
+}
+
+/// The login form of PROTOCOLS.md §7 (`login`, `passwd`, `passwd1`,
+/// posted to `/cgi/login`), with `error` shown above it.
+pub fn login(error: Option<&str>, info: Option<&str>) -> String {
+    let mut body = String::new();
+    notice(&mut body, "error", error);
+    notice(&mut body, "info", info);
+    body.push_str(
+        "<form method=\"post\" action=\"/cgi/login\" autocomplete=\"off\">\n\
+<p><label for=\"login\">User name</label><br><input id=\"login\" name=\"login\" type=\"text\" required autofocus></p>\n\
+<p><label for=\"passwd\">Password</label><br><input id=\"passwd\" name=\"passwd\" type=\"password\" required></p>\n\
+<p><label for=\"passwd1\">Second password</label><br><input id=\"passwd1\" name=\"passwd1\" type=\"password\"></p>\n\
+<p><button type=\"submit\">Log on</button></p>\n\
+</form>\n",
+    );
+    layout("Gatehouse", &body)
+}
+
+/// The second-factor page: `prompt` (escaped), field `response`, posted
+/// to `/cgi/dlge`.
+pub fn challenge(prompt: &str, error: Option<&str>) -> String {
+    let mut body = String::new();
+    notice(&mut body, "error", error);
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/cgi/dlge\" autocomplete=\"off\">\n\
+<p><label for=\"response\" id=\"prompt\">{}</label><br>\
+<input id=\"response\" name=\"response\" type=\"password\" inputmode=\"numeric\" required autofocus></p>\n\
+<p><button type=\"submit\">Submit</button></p>\n\
+</form>\n\
+<p><a href=\"/vpn/index.html\">Start over</a></p>\n",
+        escape(prompt)
+    );
+    layout("Gatehouse: verification", &body)
+}
+
+/// The user's home page (the store front of a later issue fills it).
+pub fn home(display_name: &str, enrol_only: bool) -> String {
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "<p id=\"welcome\">Welcome, <span id=\"user\">{}</span>.</p>",
+        escape(display_name)
+    );
+    if enrol_only {
+        body.push_str(
+            "<p class=\"info\" id=\"info\">Register an authenticator, then log on again with its code.</p>\n",
+        );
+    } else {
+        body.push_str("<p id=\"apps\">Your applications will appear here.</p>\n");
+    }
+    body.push_str(
+        "<ul>\n<li><a href=\"/manageotp\">Manage authenticators</a></li>\n\
+<li><a href=\"/cgi/logout\">Log off</a></li>\n</ul>\n",
+    );
+    layout("Gatehouse: home", &body)
+}
+
+/// `/manageotp`: the devices with remove forms, the test form, the add
+/// form; every form carries `csrf`.
+pub fn manage(devices: &[String], csrf: &str, error: Option<&str>, info: Option<&str>) -> String {
+    let mut body = String::new();
+    notice(&mut body, "error", error);
+    notice(&mut body, "info", info);
+    let csrf = escape(csrf);
+    body.push_str("<h2>Your authenticators</h2>\n");
+    if devices.is_empty() {
+        body.push_str("<p id=\"no-devices\">No authenticator is registered.</p>\n");
+    } else {
+        body.push_str("<ul id=\"devices\">\n");
+        for device in devices {
+            let device = escape(device);
+            let _ = writeln!(
+                body,
+                "<li><span class=\"device\">{device}</span> \
+<form method=\"post\" action=\"/manageotp/remove\" style=\"display:inline\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"device\" value=\"{device}\">\
+<button type=\"submit\">Remove</button></form></li>"
+            );
+        }
+        body.push_str("</ul>\n");
+        let _ = write!(
+            body,
+            "<h2>Test a code</h2>\n<form method=\"post\" action=\"/manageotp/test\" autocomplete=\"off\">\n\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+<p><label for=\"code\">Code</label><br><input id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" required></p>\n\
+<p><button type=\"submit\">Test</button></p>\n</form>\n"
+        );
+    }
+    let _ = write!(
+        body,
+        "<h2>Add an authenticator</h2>\n<form method=\"post\" action=\"/manageotp/add\" autocomplete=\"off\">\n\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+<p><label for=\"device\">Device name</label><br><input id=\"device\" name=\"device\" type=\"text\" maxlength=\"64\" required></p>\n\
+<p><button type=\"submit\">Add</button></p>\n</form>\n\
+<p><a href=\"/vpns/home.html\">Home</a> · <a href=\"/cgi/logout\">Log off</a></p>\n"
+    );
+    layout("Gatehouse: authenticators", &body)
+}
+
+/// The page after adding a device: its QR code (served at `qr_path`) and
+/// the `otpauth://` URI as text.
+pub fn enrolled(device: &str, qr_path: &str, uri: &str) -> String {
+    let body = format!(
+        "<p class=\"info\" id=\"info\">Scan this code with your authenticator app to add {}.</p>\n\
+<p><img id=\"qr\" src=\"{}\" alt=\"QR code of the authenticator key\"></p>\n\
+<p>Or enter this key URI by hand:<br><code id=\"uri\">{}</code></p>\n\
+<p><a href=\"/manageotp\">Done</a></p>\n",
+        escape(device),
+        escape(qr_path),
+        escape(uri)
+    );
+    layout("Gatehouse: new authenticator", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_outside_is_escaped() {
+        assert_eq!(
+            escape("<script>\"a\"&'b'</script>\u{7}"),
+            "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;&lt;/script&gt;"
+        );
+        let page = challenge("<b>PIN</b>", None);
+        assert!(page.contains("&lt;b&gt;PIN&lt;/b&gt;"), "{page}");
+        assert!(!page.contains("<b>PIN"), "{page}");
+    }
+
+    #[test]
+    fn every_manageotp_form_carries_the_csrf_token() {
+        let page = manage(&["phone".to_owned()], "abc123", None, None);
+        assert_eq!(page.matches("<form").count(), 3);
+        assert_eq!(page.matches("name=\"csrf\" value=\"abc123\"").count(), 3);
+    }
+}
