@@ -1,7 +1,8 @@
 //! The internal HTTP listener (`[admin] listen`, `127.0.0.1:8080` by
 //! default): `GET /healthz`, the STA endpoint `POST /scripts/ctxsta.dll`
 //! (docs/STA.md) and `GET /sessions` (the control plane's view of the open
-//! sessions, JSON). The REST API and `/metrics` will join them here.
+//! sessions, JSON); `GET /metrics` (Prometheus text, [`crate::metrics`]) is
+//! merged in by the appliance. The REST API will join them here.
 //!
 //! It is plain HTTP/1.1 and meant for loopback or a management network: the
 //! STA endpoint issues tickets to whoever asks.

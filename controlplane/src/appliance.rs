@@ -52,6 +52,7 @@ use crate::reconnect::{KEEPER_PERIOD, ReconnectTable};
 use crate::redeem::{
     self, DEFAULT_RESOLVE_TIMEOUT, HEARTBEAT_PERIOD, RedeemService, SystemResolver,
 };
+use crate::reload;
 use crate::sessions::{SessionIds, SessionTable};
 use crate::sta::Sta;
 use crate::sta::http::{self as sta_http, RemoteError, SharedSta, StaRouter};
@@ -160,8 +161,19 @@ impl RunError {
 ///
 /// Errors: [`RunError`]; a start failure stops whatever had started.
 pub fn run(config: Config) -> Result<(), RunError> {
+    let fixed = config.clone();
+    run_reloadable(
+        config,
+        Arc::new(move || fixed.validate().map(|()| fixed.clone())),
+    )
+}
+
+/// [`run`], reloading with `loader` on SIGHUP (see [`crate::reload`]).
+///
+/// Errors: as [`run`].
+pub fn run_reloadable(config: Config, loader: reload::Loader) -> Result<(), RunError> {
     config.validate()?;
-    runtime()?.block_on(serve(config))
+    runtime()?.block_on(serve(config, loader))
 }
 
 /// The control plane's tokio runtime ([`CONTROL_THREADS`] workers, I/O and
@@ -238,6 +250,19 @@ pub fn start_gateway_with(
     ports: Vec<CorePort>,
     redeem: ChannelRedeemerConfig,
 ) -> Result<EngineHandle, RunError> {
+    start_gateway_tls(config, certificate, ports, redeem).map(|(engine, _)| engine)
+}
+
+/// [`start_gateway_with`], also returning the TLS acceptor the cores share
+/// (`None` for a plaintext listener), whose certificate a reload replaces.
+///
+/// Errors: as [`start_gateway`].
+pub fn start_gateway_tls(
+    config: &Config,
+    certificate: Option<&GatewayCertificate>,
+    ports: Vec<CorePort>,
+    redeem: ChannelRedeemerConfig,
+) -> Result<(EngineHandle, Option<Arc<TlsAcceptor>>), RunError> {
     let cores = NonZeroUsize::new(ports.len()).unwrap_or(NonZeroUsize::MIN);
     let engine = engine_config(&config.engine, cores);
     let handshake = Duration::from_millis(config.gateway.handshake_timeout_ms);
@@ -269,8 +294,10 @@ pub fn start_gateway_with(
         web: Some(WebForward::new(config.data_dir.join(web::SOCKET_NAME))),
         raw_ica: false,
     };
+    let acceptor = gateway.tls.clone();
     let factory = GatewayFactory::with_channel(gateway, ports, redeem);
-    Ok(Engine::start(engine, &[config.gateway.listen], factory)?)
+    let engine = Engine::start(engine, &[config.gateway.listen], factory)?;
+    Ok((engine, acceptor))
 }
 
 /// How the cores redeem over the channel: [`verdict_deadline`], at most a
@@ -296,7 +323,7 @@ pub fn verdict_deadline(config: &Config) -> Duration {
 }
 
 /// Everything `run` does inside the runtime.
-async fn serve(config: Config) -> Result<(), RunError> {
+async fn serve(config: Config, loader: reload::Loader) -> Result<(), RunError> {
     let mut signals = Signals::catch()?;
     let certificate = prepare_data_dir(&config)?;
     let mut control = ControlPlane::start(&config).await?;
@@ -312,10 +339,14 @@ async fn serve(config: Config) -> Result<(), RunError> {
     ))]);
 
     let engine_config = config.clone();
-    let engine = tokio::task::spawn_blocking(move || {
-        start_gateway(&engine_config, certificate.as_ref(), data_ports)
+    let (engine, acceptor) = tokio::task::spawn_blocking(move || {
+        let redeem = redeem_config(&engine_config, None);
+        start_gateway_tls(&engine_config, certificate.as_ref(), data_ports, redeem)
     })
     .await??;
+    let reloader = reload::Reloader::new(loader, config.clone(), acceptor)
+        .with_sta_router(control.sta_router().clone());
+    control.spawn_all([reload::spawn_on_sighup(reloader).map_err(RunError::Runtime)?]);
     let gateway_addr = engine
         .local_addrs()
         .first()
@@ -422,6 +453,11 @@ impl ControlPlane {
             web_stop,
             background,
         })
+    }
+
+    /// The STA router (local STA and remote map) the redeem services share.
+    pub fn sta_router(&self) -> &StaRouter {
+        &self.router
     }
 
     /// The bound address of the admin listener.
@@ -598,7 +634,9 @@ impl Admin {
         let addr = listener.local_addr().map_err(bind_error)?;
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
-        let router = admin::router(sta).merge(admin::sessions_router(sessions));
+        let router = admin::router(sta)
+            .merge(admin::sessions_router(sessions))
+            .merge(crate::metrics::router());
         let task = tokio::spawn(admin::serve(listener, router, async move {
             stopped.notified().await;
         }));

@@ -164,48 +164,57 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let overrides = Overrides {
-        config: args.config.as_deref(),
-        data_dir: args.data_dir.as_deref(),
-        gateway_listen: args.gateway_listen,
-        admin_listen: args.admin_listen,
-    };
-    match overrides.load() {
-        Ok(config) => finish(appliance::run(config)),
+    let loader = loader(
+        args.config,
+        args.data_dir,
+        args.gateway_listen,
+        args.admin_listen,
+    );
+    match loader() {
+        Ok(config) => finish(appliance::run_reloadable(config, loader)),
         Err(error) => config_failure(&error),
     }
 }
 
+/// Loads the file (or the default) with the flags applied, now and on
+/// every SIGHUP.
+fn loader(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    gateway_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+) -> gatehouse::reload::Loader {
+    std::sync::Arc::new(move || {
+        Overrides {
+            config: config.as_deref(),
+            data_dir: data_dir.as_deref(),
+            gateway_listen,
+            admin_listen,
+        }
+        .load()
+    })
+}
+
 fn controlplane(args: ControlPlaneArgs) -> ExitCode {
-    let overrides = Overrides {
-        config: args.config.as_deref(),
-        data_dir: args.data_dir.as_deref(),
-        gateway_listen: None,
-        admin_listen: args.admin_listen,
-    };
-    let config = match overrides.load() {
+    let loader = loader(args.config, args.data_dir, None, args.admin_listen);
+    let config = match loader() {
         Ok(config) => config,
         Err(error) => return config_failure(&error),
     };
     match split::segment_name(&args.shm) {
-        Ok(shm) => finish(split::run_control_plane(config, shm)),
+        Ok(shm) => finish(split::run_control_plane_reloadable(config, shm, loader)),
         Err(error) => config_failure(&error),
     }
 }
 
 fn dataplane(args: DataPlaneArgs) -> ExitCode {
-    let overrides = Overrides {
-        config: args.config.as_deref(),
-        data_dir: args.data_dir.as_deref(),
-        gateway_listen: args.gateway_listen,
-        admin_listen: None,
-    };
-    let config = match overrides.load() {
+    let loader = loader(args.config, args.data_dir, args.gateway_listen, None);
+    let config = match loader() {
         Ok(config) => config,
         Err(error) => return config_failure(&error),
     };
     match split::segment_name(&args.shm) {
-        Ok(shm) => finish(split::run_data_plane(config, shm)),
+        Ok(shm) => finish(split::run_data_plane_reloadable(config, shm, loader)),
         Err(error) => config_failure(&error),
     }
 }

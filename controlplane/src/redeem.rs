@@ -236,6 +236,8 @@ impl<R: Resolve> RedeemService<R> {
         let core = port.core();
         let mut port =
             AsyncPort::new(port).map_err(|source| ServeError::Register { core, source })?;
+        // Scrapes send their stats requests through here (see `metrics`).
+        let mut stats = crate::metrics::global().hub().register(core);
         let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<(RequestId, ToCore)>();
         let mut backlog: VecDeque<(RequestId, ToCore)> = VecDeque::new();
         // Verdicts being decided; each holds one slot of the answer ring.
@@ -257,6 +259,11 @@ impl<R: Resolve> RedeemService<R> {
                 Some(answer) = answers_rx.recv() => {
                     deciding = deciding.saturating_sub(1);
                     backlog.push_back(answer);
+                }
+                Some(request) = stats.requests.recv() => {
+                    let ring = port.port();
+                    stats.record_depth(ring.inbound_backlog(), ring.outbound_backlog());
+                    backlog.push_back(request);
                 }
                 received = port.recv(), if can_take => match received {
                     Ok(envelope) => {
@@ -287,6 +294,7 @@ impl<R: Resolve> RedeemService<R> {
         };
         match outcome {
             Ok(allowed) => {
+                crate::metrics::redeem_outcome(proto, "allowed");
                 tracing::info!(
                     core = core.0,
                     peer = %peer,
@@ -304,6 +312,7 @@ impl<R: Resolve> RedeemService<R> {
                 }
             }
             Err(refusal) => {
+                crate::metrics::redeem_outcome(proto, refusal.label);
                 tracing::info!(
                     core = core.0,
                     peer = %peer,
@@ -585,11 +594,9 @@ impl<R: Resolve> RedeemService<R> {
                 false
             }
             ToControl::StatsReport(report) => {
-                tracing::debug!(
-                    core = core.0,
-                    counters = report.counters().len(),
-                    "stats_report"
-                );
+                crate::metrics::global()
+                    .hub()
+                    .report(core, request_id, &report);
                 false
             }
             ToControl::Heartbeat(_) => false,

@@ -115,8 +115,23 @@ pub fn segment_name(text: &str) -> Result<SegmentName, ShmError> {
 /// Errors: [`RunError`] (configuration, admin bind, segment attach or
 /// link socket); a start failure stops whatever had started.
 pub fn run_control_plane(config: Config, shm: SegmentName) -> Result<(), RunError> {
+    let fixed = config.clone();
+    let loader: crate::reload::Loader = Arc::new(move || fixed.validate().map(|()| fixed.clone()));
+    run_control_plane_reloadable(config, shm, loader)
+}
+
+/// [`run_control_plane`], reloading with `loader` on SIGHUP (see
+/// [`crate::reload`]): the remote STA map is applied; the certificate
+/// belongs to the data plane ([`run_data_plane_reloadable`]).
+///
+/// Errors: as [`run_control_plane`].
+pub fn run_control_plane_reloadable(
+    config: Config,
+    shm: SegmentName,
+    loader: crate::reload::Loader,
+) -> Result<(), RunError> {
     config.validate()?;
-    appliance::runtime()?.block_on(serve_control(config, shm))
+    appliance::runtime()?.block_on(serve_control(config, shm, loader))
 }
 
 /// Runs the data-plane cores alone on segment `shm` until SIGTERM/SIGINT
@@ -126,14 +141,35 @@ pub fn run_control_plane(config: Config, shm: SegmentName) -> Result<(), RunErro
 /// Errors: [`RunError`] (configuration, certificate, segment attach,
 /// engine start).
 pub fn run_data_plane(config: Config, shm: SegmentName) -> Result<(), RunError> {
-    config.validate()?;
-    appliance::runtime()?.block_on(serve_data(config, shm))
+    let fixed = config.clone();
+    let loader: crate::reload::Loader = Arc::new(move || fixed.validate().map(|()| fixed.clone()));
+    run_data_plane_reloadable(config, shm, loader)
 }
 
-async fn serve_control(config: Config, shm: SegmentName) -> Result<(), RunError> {
+/// [`run_data_plane`], reloading with `loader` on SIGHUP (see
+/// [`crate::reload`]): the TLS certificate is applied to new connections.
+///
+/// Errors: as [`run_data_plane`].
+pub fn run_data_plane_reloadable(
+    config: Config,
+    shm: SegmentName,
+    loader: crate::reload::Loader,
+) -> Result<(), RunError> {
+    config.validate()?;
+    appliance::runtime()?.block_on(serve_data(config, shm, loader))
+}
+
+async fn serve_control(
+    config: Config,
+    shm: SegmentName,
+    loader: crate::reload::Loader,
+) -> Result<(), RunError> {
     let mut signals = Signals::catch()?;
     create_data_dir(&config)?;
     let mut control = ControlPlane::start(&config).await?;
+    let reloader = crate::reload::Reloader::new(loader, config.clone(), None)
+        .with_sta_router(control.sta_router().clone());
+    control.spawn_all([crate::reload::spawn_on_sighup(reloader).map_err(RunError::Runtime)?]);
     let cores = resolve_cores(config.engine.cores);
     let side = Arc::new(ControlSide::open_named(&shm, geometry(cores)?)?);
     let listener = side.listen()?;
@@ -163,7 +199,11 @@ async fn serve_control(config: Config, shm: SegmentName) -> Result<(), RunError>
     Ok(())
 }
 
-async fn serve_data(config: Config, shm: SegmentName) -> Result<(), RunError> {
+async fn serve_data(
+    config: Config,
+    shm: SegmentName,
+    loader: crate::reload::Loader,
+) -> Result<(), RunError> {
     let mut signals = Signals::catch()?;
     let certificate = prepare_data_dir(&config)?;
     let cores = resolve_cores(config.engine.cores);
@@ -185,10 +225,12 @@ async fn serve_data(config: Config, shm: SegmentName) -> Result<(), RunError> {
 
     let engine_config = config.clone();
     let redeem = appliance::redeem_config(&config, Some(gate));
-    let engine = tokio::task::spawn_blocking(move || {
-        appliance::start_gateway_with(&engine_config, certificate.as_ref(), ports, redeem)
+    let (engine, acceptor) = tokio::task::spawn_blocking(move || {
+        appliance::start_gateway_tls(&engine_config, certificate.as_ref(), ports, redeem)
     })
     .await??;
+    let reloader = crate::reload::Reloader::new(loader, config.clone(), acceptor);
+    let reloads = crate::reload::spawn_on_sighup(reloader).map_err(RunError::Runtime)?;
     let gateway = engine
         .local_addrs()
         .first()
@@ -211,6 +253,7 @@ async fn serve_data(config: Config, shm: SegmentName) -> Result<(), RunError> {
         Duration::from_secs(config.engine.drain_secs),
     )
     .await;
+    reloads.abort();
     supervisor.stop();
     log_stopped(&joined?);
     Ok(())

@@ -209,6 +209,23 @@ impl Gatehouse {
             .collect()
     }
 
+    /// [`Gatehouse::stop`], returning every stderr line of the run as
+    /// written (JSON or not).
+    pub fn stop_raw(mut self) -> Vec<String> {
+        let status = self.process.stop();
+        assert_eq!(status.code(), Some(0), "gatehouse exits 0 on SIGTERM");
+        self.process
+            .lines()
+            .iter()
+            .map(|line| line.text.clone())
+            .collect()
+    }
+
+    /// Sends `signal` to the gateway by PID (SIGHUP: reload).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        self.process.signal(signal);
+    }
+
     /// SIGTERM by PID; asserts a clean exit (status 0, bounded wait) and
     /// returns every event of the run.
     pub fn stop(mut self) -> Vec<Event> {

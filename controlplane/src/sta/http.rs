@@ -71,6 +71,13 @@ pub fn router(sta: SharedSta) -> Router {
 /// with `reason` and `fault`). Tickets are logged masked.
 pub fn answer(sta: &mut Sta, request: Request, now: Instant) -> Response {
     let id = sta.id();
+    let op = match &request {
+        Request::Ticket { .. } => "issue",
+        Request::Data(_) => "redeem",
+        Request::Refresh(_) => "refresh",
+        Request::Revoke(_) => "revoke",
+        Request::Id => "id",
+    };
     let result = match request {
         Request::Ticket { data, kind } => sta.issue(data, kind, now).map(|issued| {
             tracing::debug!(sta = %id, ticket = %issued.ticket, ?kind, "ticket_issued");
@@ -90,6 +97,7 @@ pub fn answer(sta: &mut Sta, request: Request, now: Instant) -> Response {
         }),
         Request::Id => Ok(Response::Id(id)),
     };
+    crate::metrics::sta_outcome(op, if result.is_ok() { "ok" } else { "refused" });
     result.unwrap_or_else(|error| {
         tracing::info!(sta = %id, reason = %error, fault = error.fault().as_str(), "ticket_refused");
         Response::Error(ErrorReply::from_sta(error))
@@ -387,13 +395,23 @@ fn refusal(response: Response) -> RemoteError {
     }
 }
 
+/// The remote STA clients of a `[sta]` section.
+fn remotes_of(config: &StaSection) -> Result<HashMap<StaId, RemoteSta>, RemoteError> {
+    let timeout = Duration::from_millis(config.remote_timeout_ms);
+    config
+        .remote
+        .iter()
+        .map(|(id, url)| Ok((*id, RemoteSta::new(url.as_str(), timeout)?)))
+        .collect()
+}
+
 /// Where [`StaRouter::route`] sends a ticket.
-#[derive(Debug, Clone, Copy)]
-pub enum Route<'a> {
+#[derive(Debug, Clone)]
+pub enum Route {
     /// This gateway's own STA.
     Local,
-    /// A configured remote STA.
-    Remote(&'a RemoteSta),
+    /// A configured remote STA (a clone sharing its connection pool).
+    Remote(Box<RemoteSta>),
     /// No STA is configured for the ID: refuse.
     Unknown,
 }
@@ -453,7 +471,9 @@ impl From<(StaId, RemoteError)> for RouteError {
 pub struct StaRouter {
     local: SharedSta,
     local_id: StaId,
-    remotes: Arc<HashMap<StaId, RemoteSta>>,
+    /// Swapped whole by [`StaRouter::replace_remotes`] (a reload); clones
+    /// of the router share it.
+    remotes: Arc<parking_lot::RwLock<Arc<HashMap<StaId, RemoteSta>>>>,
 }
 
 impl StaRouter {
@@ -464,7 +484,7 @@ impl StaRouter {
         Self {
             local,
             local_id,
-            remotes: Arc::new(remotes),
+            remotes: Arc::new(parking_lot::RwLock::new(Arc::new(remotes))),
         }
     }
 
@@ -474,13 +494,18 @@ impl StaRouter {
     /// Errors: [`RemoteError::BadUrl`] for a URL the config validation
     /// should already have refused.
     pub fn from_config(local: SharedSta, config: &StaSection) -> Result<Self, RemoteError> {
-        let timeout = Duration::from_millis(config.remote_timeout_ms);
-        let remotes = config
-            .remote
-            .iter()
-            .map(|(id, url)| Ok((*id, RemoteSta::new(url.as_str(), timeout)?)))
-            .collect::<Result<HashMap<_, _>, RemoteError>>()?;
-        Ok(Self::new(local, remotes))
+        Ok(Self::new(local, remotes_of(config)?))
+    }
+
+    /// Replaces the remote STAs with the `[sta.remote]` map of `config`
+    /// (each bounded by its `remote_timeout_ms`), for every clone of this
+    /// router; a redemption already under way finishes with the old entry.
+    ///
+    /// Errors: [`RemoteError::BadUrl`]; the old map stays.
+    pub fn replace_remotes(&self, config: &StaSection) -> Result<(), RemoteError> {
+        let remotes = Arc::new(remotes_of(config)?);
+        *self.remotes.write() = remotes;
+        Ok(())
     }
 
     /// The local STA.
@@ -489,13 +514,16 @@ impl StaRouter {
     }
 
     /// Where a ticket naming `sta_id` goes.
-    pub fn route(&self, sta_id: StaId) -> Route<'_> {
+    pub fn route(&self, sta_id: StaId) -> Route {
         if sta_id == self.local_id {
             return Route::Local;
         }
         self.remotes
+            .read()
             .get(&sta_id)
-            .map_or(Route::Unknown, Route::Remote)
+            .map_or(Route::Unknown, |remote| {
+                Route::Remote(Box::new(remote.clone()))
+            })
     }
 
     /// Parses `text` (`;VER;STA_ID;TICKET`) and redeems it at its STA.

@@ -160,6 +160,12 @@ async fn core_main<F: HandlerFactory>(setup: CoreSetup<F>) -> CoreStats {
         ..
     } = setup;
     let state = Rc::new(CoreState::new(id, &config));
+    let counters = Rc::downgrade(&state);
+    crate::counters::install_snapshot(Box::new(move || {
+        counters
+            .upgrade()
+            .map(|state| state.counters.snapshot(state.id))
+    }));
     let mut bound = Vec::with_capacity(listeners.len());
     for (std_listener, local) in listeners {
         match TcpListener::from_std(std_listener) {

@@ -63,7 +63,10 @@ pub mod socks;
 pub mod tls;
 
 pub use config::{ConfigError, Driver, EngineConfig, RelayMode};
-pub use counters::{CoreStats, MAX_REFUSAL_REASONS, Refusal, RefusalCounts};
+pub use counters::{
+    CoreSnapshot, CoreStats, MAX_REFUSAL_REASONS, Refusal, RefusalCounts, answer_pairs,
+    counter_ids, current_snapshot, install_snapshot,
+};
 pub use engine::{Engine, EngineControl, EngineError, EngineHandle};
 pub use forward::Forward;
 pub use gatehouse_channel::{ClientAddr, CoreId, RedeemKind, SessionId, TicketBytes, WorkerAddr};

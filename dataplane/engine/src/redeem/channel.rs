@@ -7,7 +7,8 @@
 //!    └─ waits on its Waiter ◄── receive task ◄── doorbell readable ◄── control plane
 //!                                  │  Verdict(id) ─► complete the waiter
 //!                                  │  KillSession ─► fire the session's Kill
-//!                                  └  StatsRequest, Heartbeat ─► counted, ignored
+//!                                  │  StatsRequest ─► StatsReport(s), same id
+//!                                  └  Heartbeat ─► counted, ignored
 //! ```
 //!
 //! One [`ChannelRedeemer`] per core, built on that core's thread; all its
@@ -58,10 +59,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use gatehouse_channel::message::MAX_COUNTERS;
 use gatehouse_channel::{
     ClientAddr, CoreId, CorePort, DenyReason, Envelope, Generation, KillSession, PendingTable,
     RecvError, RedeemKind, RedeemTicket, RequestId, SendError, SessionClosed, SessionId,
-    SessionOpened, TicketBytes, ToControl, ToCore, Verdict, WaitDecision,
+    SessionOpened, StatsReport, TicketBytes, ToControl, ToCore, Verdict, WaitDecision,
 };
 use monoio::net::UnixStream;
 use monoio::time::Instant;
@@ -188,7 +190,7 @@ pub struct ChannelRedeemerStats {
     /// Kill orders for sessions not relaying on this core (minus those that
     /// came early and ended their session when it started relaying).
     pub stray_kills: u64,
-    /// Messages this core does not act on yet (stats requests, heartbeats).
+    /// Messages this core does not act on (heartbeats).
     pub ignored: u64,
     /// Slots that did not decode, or ring/doorbell failures.
     pub channel_errors: u64,
@@ -474,7 +476,33 @@ impl Shared {
                     }
                 }
             }
-            ToCore::StatsRequest | ToCore::Heartbeat(_) => self.count(|s| s.ignored += 1),
+            ToCore::StatsRequest => self.answer_stats(envelope.request_id),
+            ToCore::Heartbeat(_) => self.count(|s| s.ignored += 1),
+        }
+    }
+
+    /// Answers a stats request with the core's counters and this
+    /// redeemer's ([`crate::answer_pairs`]), in as many reports as they
+    /// need, all under the request's id. A full ring drops the rest of the
+    /// answer: the control plane then reports this core stale.
+    fn answer_stats(&self, id: RequestId) {
+        let stats = crate::counters::current_snapshot()
+            .unwrap_or_else(|| crate::counters::CoreCounters::default().snapshot(self.core));
+        let pairs = crate::counters::answer_pairs(&stats, &self.stats.get());
+        for chunk in pairs.chunks(MAX_COUNTERS) {
+            // A chunk never exceeds MAX_COUNTERS: cannot be refused.
+            let Ok(report) = StatsReport::from_counters(chunk) else {
+                return;
+            };
+            let sent = self
+                .port
+                .borrow_mut()
+                .try_send(id, &ToControl::StatsReport(report));
+            if sent.is_err() {
+                self.count(|s| s.channel_errors += 1);
+                warn!(core = self.core.0, "stats_report_dropped");
+                return;
+            }
         }
     }
 

@@ -13,6 +13,12 @@
 //! next connection. rustls guards the cache and the ticket key rotation
 //! with its own locks; they are taken once per handshake, not per byte.
 //!
+//! Reload: the certificate is read through a [`CertificateSlot`] (a
+//! rustls `ResolvesServerCert`) once per handshake.
+//! [`TlsAcceptor::replace_certificate`] swaps it for every core at once:
+//! new handshakes present the new certificate, established sessions keep
+//! theirs (and resumption tickets stay valid: the ticket key is unchanged).
+//!
 //! What this module refuses to do: client authentication, ALPN, 0-RTT
 //! early data (replayable), and logging (the caller logs the outcome).
 
@@ -29,7 +35,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
 
 use crate::session::Fault;
 
@@ -45,6 +52,53 @@ pub const SESSION_CACHE_ENTRIES: usize = 4_096;
 pub struct TlsAcceptor {
     config: Arc<ServerConfig>,
     deadline: Duration,
+    /// The swappable certificate (acceptors built from DER or PEM).
+    slot: Option<Arc<CertificateSlot>>,
+}
+
+/// The certificate and key new handshakes present, swappable while the
+/// acceptor runs. Read once per handshake (a read lock held for an `Arc`
+/// clone), written by [`TlsAcceptor::replace_certificate`].
+#[derive(Debug)]
+pub struct CertificateSlot {
+    current: parking_lot::RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertificateSlot {
+    /// The certificate (chain and key) new handshakes present.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.read().clone()
+    }
+}
+
+impl ResolvesServerCert for CertificateSlot {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// Checks a DER chain and key and pairs them for the ring provider.
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, TlsSetupError> {
+    if chain.is_empty() {
+        return Err(TlsSetupError::NoCertificate);
+    }
+    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
+        .map_err(TlsSetupError::Rustls)
+}
+
+/// Parses a PEM chain and key.
+fn parse_pem(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsSetupError> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TlsSetupError::CertificatePem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(TlsSetupError::KeyPem)?;
+    Ok((chain, key))
 }
 
 impl TlsAcceptor {
@@ -53,10 +107,7 @@ impl TlsAcceptor {
     ///
     /// Errors: [`TlsSetupError`] naming what is wrong with which input.
     pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, TlsSetupError> {
-        let chain = CertificateDer::pem_slice_iter(chain_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(TlsSetupError::CertificatePem)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(TlsSetupError::KeyPem)?;
+        let (chain, key) = parse_pem(chain_pem, key_pem)?;
         TlsAcceptor::from_der(chain, key)
     }
 
@@ -81,19 +132,45 @@ impl TlsAcceptor {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<TlsAcceptor, TlsSetupError> {
-        if chain.is_empty() {
-            return Err(TlsSetupError::NoCertificate);
-        }
+        let slot = Arc::new(CertificateSlot {
+            current: parking_lot::RwLock::new(Arc::new(certified_key(chain, key)?)),
+        });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(TlsSetupError::Rustls)?
             .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(TlsSetupError::Rustls)?;
+            .with_cert_resolver(slot.clone());
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsSetupError::Rustls)?;
-        Ok(TlsAcceptor::from_config(Arc::new(config)))
+        let mut acceptor = TlsAcceptor::from_config(Arc::new(config));
+        acceptor.slot = Some(slot);
+        Ok(acceptor)
+    }
+
+    /// Presents `chain_pem` and `key_pem` (as [`TlsAcceptor::from_pem`]
+    /// reads them) to every handshake that starts from now on, on every
+    /// core sharing this acceptor; established sessions are untouched.
+    ///
+    /// Errors: [`TlsSetupError`] for an unusable pair (the old certificate
+    /// stays), [`TlsSetupError::NotSwappable`] for an acceptor built with
+    /// [`TlsAcceptor::from_config`].
+    pub fn replace_certificate(
+        &self,
+        chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<(), TlsSetupError> {
+        let slot = self.slot.as_ref().ok_or(TlsSetupError::NotSwappable)?;
+        let (chain, key) = parse_pem(chain_pem, key_pem)?;
+        let fresh = Arc::new(certified_key(chain, key)?);
+        *slot.current.write() = fresh;
+        Ok(())
+    }
+
+    /// The swappable certificate, `None` for an acceptor built with
+    /// [`TlsAcceptor::from_config`].
+    pub fn certificate_slot(&self) -> Option<&Arc<CertificateSlot>> {
+        self.slot.as_ref()
     }
 
     /// Wraps a ready rustls configuration (tests, or settings this type
@@ -102,6 +179,7 @@ impl TlsAcceptor {
         TlsAcceptor {
             config,
             deadline: DEFAULT_HANDSHAKE_DEADLINE,
+            slot: None,
         }
     }
 
@@ -225,6 +303,10 @@ pub enum TlsSetupError {
     /// rcgen could not generate a certificate.
     #[error("cannot generate a self-signed certificate")]
     Generate(#[source] rcgen::Error),
+    /// The acceptor was built from a ready rustls configuration: its
+    /// certificate cannot be replaced.
+    #[error("this acceptor's certificate cannot be replaced")]
+    NotSwappable,
 }
 
 /// A generated certificate and its key, both PEM.
@@ -264,4 +346,52 @@ pub fn self_signed(hostnames: &[&str]) -> Result<SelfSigned, TlsSetupError> {
         cert_pem: certificate.pem(),
         key_pem: pair.serialize_pem(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(acceptor: &TlsAcceptor) -> Vec<u8> {
+        let slot = acceptor.certificate_slot().unwrap();
+        slot.current().cert[0].as_ref().to_vec()
+    }
+
+    #[test]
+    fn a_replaced_certificate_is_what_the_next_handshake_presents() {
+        let a = self_signed(&["localhost"]).unwrap();
+        let b = self_signed(&["localhost"]).unwrap();
+        let acceptor = TlsAcceptor::from_pem(a.cert_pem.as_bytes(), a.key_pem.as_bytes()).unwrap();
+        let shared = acceptor.clone();
+        let before = leaf(&acceptor);
+        acceptor
+            .replace_certificate(b.cert_pem.as_bytes(), b.key_pem.as_bytes())
+            .unwrap();
+        assert_ne!(leaf(&shared), before, "clones share the slot");
+    }
+
+    #[test]
+    fn a_mismatched_pair_is_refused_and_the_old_certificate_stays() {
+        let a = self_signed(&["localhost"]).unwrap();
+        let b = self_signed(&["localhost"]).unwrap();
+        let acceptor = TlsAcceptor::from_pem(a.cert_pem.as_bytes(), a.key_pem.as_bytes()).unwrap();
+        let before = leaf(&acceptor);
+        let refused = acceptor.replace_certificate(b.cert_pem.as_bytes(), a.key_pem.as_bytes());
+        assert!(
+            matches!(refused, Err(TlsSetupError::Rustls(_))),
+            "{refused:?}"
+        );
+        let garbage = acceptor.replace_certificate(b"not pem", b.key_pem.as_bytes());
+        assert!(garbage.is_err());
+        assert_eq!(leaf(&acceptor), before);
+    }
+
+    #[test]
+    fn an_acceptor_from_a_ready_config_cannot_swap_its_certificate() {
+        let a = self_signed(&["localhost"]).unwrap();
+        let built = TlsAcceptor::from_pem(a.cert_pem.as_bytes(), a.key_pem.as_bytes()).unwrap();
+        let wrapped = TlsAcceptor::from_config(built.config().clone());
+        let refused = wrapped.replace_certificate(a.cert_pem.as_bytes(), a.key_pem.as_bytes());
+        assert!(matches!(refused, Err(TlsSetupError::NotSwappable)));
+    }
 }

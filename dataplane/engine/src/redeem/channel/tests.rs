@@ -322,3 +322,39 @@ fn a_new_control_plane_generation_hears_every_live_session_again() {
         assert_eq!(redeemer.stats().reannounced, 2);
     });
 }
+
+#[test]
+fn a_stats_request_is_answered_with_every_counter_under_its_request_id() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 8).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let _redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+
+        control_port
+            .try_send(RequestId(77), &ToCore::StatsRequest)
+            .unwrap();
+        let mut pairs = Vec::new();
+        let mut expected = None;
+        let mut reports = 0;
+        while expected != Some(pairs.len() as u64) {
+            let envelope = next_request(&mut control_port).await;
+            assert_eq!(envelope.request_id, RequestId(77));
+            let ToControl::StatsReport(report) = envelope.message else {
+                panic!("expected a stats report, got {:?}", envelope.message);
+            };
+            reports += 1;
+            pairs.extend_from_slice(report.counters());
+            expected = Some(pairs[0].1);
+            assert_eq!(pairs[0].0, crate::counter_ids::ANSWER_LEN);
+        }
+        assert!(
+            reports >= 2,
+            "more than MAX_COUNTERS pairs take several reports"
+        );
+        let accepts = pairs
+            .iter()
+            .find(|(id, _)| *id == gatehouse_channel::CounterId(1));
+        assert_eq!(accepts, Some(&(gatehouse_channel::CounterId(1), 0)));
+    });
+}
