@@ -129,6 +129,9 @@ pub enum RunError {
     /// A blocking step panicked or was cancelled.
     #[error("a control plane task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The broker could not start (store or directory).
+    #[error("cannot start the broker")]
+    Broker(#[from] crate::broker::BrokerStartError),
     /// The web socket could not be bound.
     #[error("cannot listen on the web socket {}", path.display())]
     Web {
@@ -400,7 +403,8 @@ impl ControlPlane {
             web::router(),
             web_stopped,
         )));
-        let admin = Admin::start(config.admin.listen, sta, sessions.clone()).await?;
+        let broker = crate::broker::Broker::from_config(config, sta.clone()).await?;
+        let admin = Admin::start(config.admin.listen, sta, sessions.clone(), broker).await?;
         Ok(Self {
             router,
             sessions,
@@ -576,6 +580,7 @@ impl Admin {
         listen: SocketAddr,
         sta: SharedSta,
         sessions: Arc<SessionTable>,
+        broker: crate::broker::Broker,
     ) -> Result<Self, RunError> {
         let bind_error = |source| RunError::AdminBind {
             addr: listen,
@@ -585,7 +590,9 @@ impl Admin {
         let addr = listener.local_addr().map_err(bind_error)?;
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
-        let router = admin::router(sta).merge(admin::sessions_router(sessions));
+        let router = admin::router(sta)
+            .merge(admin::sessions_router(sessions))
+            .merge(admin::broker_router(broker));
         let task = tokio::spawn(admin::serve(listener, router, async move {
             stopped.notified().await;
         }));

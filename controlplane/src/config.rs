@@ -21,6 +21,7 @@ use std::time::Duration;
 use gatehouse_wire::ticket::StaId;
 use serde::{Deserialize, Serialize};
 
+use crate::broker::catalog::BrokerSection;
 use crate::ldap::LdapSection;
 use crate::radius::RadiusSection;
 use crate::sta::StaLimits;
@@ -56,6 +57,10 @@ pub struct Config {
     /// The RADIUS servers of the RADIUS factor (off unless
     /// `radius.servers` is set). See [`RadiusSection`].
     pub radius: RadiusSection,
+    /// The broker: heartbeat and power-on timings and the catalog
+    /// (`[[broker.groups]]`, `[[broker.desktops]]`, `[[broker.resources]]`,
+    /// `[[broker.assignments]]`). See [`BrokerSection`].
+    pub broker: BrokerSection,
 }
 
 impl Default for Config {
@@ -69,6 +74,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             ldap: LdapSection::default(),
             radius: RadiusSection::default(),
+            broker: BrokerSection::default(),
         }
     }
 }
@@ -585,6 +591,9 @@ impl Config {
         }
         self.ldap.validate()?;
         self.radius.validate()?;
+        self.broker
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
     }
 

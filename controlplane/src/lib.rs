@@ -18,6 +18,8 @@
 //!   attribute) behind the [`ldap::PasswordDirectory`] trait.
 //! - [`radius`]: the RADIUS factor: a sans-IO codec (PAP, Access-Challenge,
 //!   Message-Authenticator) and its UDP client.
+//! - [`broker`]: the worker registry, the catalog and brokering rules,
+//!   and the XML broker (`/scripts/wpnbr.dll`).
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
 //! - [`web`]: the gateway's web side: HTTP connections the data plane
 //!   forwards over a unix socket behind a PROXY v2 header; the login page.
@@ -43,6 +45,7 @@
 pub mod admin;
 pub mod appliance;
 pub mod auth;
+pub mod broker;
 pub mod certificate;
 pub mod config;
 pub mod ldap;

@@ -55,7 +55,15 @@ async fn creates_a_private_wal_database_with_the_schema_on_first_use() {
     .iter()
     .map(|row| row.get(0))
     .collect();
-    assert_eq!(tables, ["local_users", "otp_accepted_steps", "otp_devices"]);
+    assert_eq!(
+        tables,
+        [
+            "broker_assignments",
+            "local_users",
+            "otp_accepted_steps",
+            "otp_devices"
+        ]
+    );
     store.close().await;
     fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
