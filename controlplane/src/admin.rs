@@ -1,8 +1,11 @@
 //! The internal HTTP listener (`[admin] listen`, `127.0.0.1:8080` by
 //! default): `GET /healthz`, the STA endpoint `POST /scripts/ctxsta.dll`
-//! (docs/STA.md) and `GET /sessions` (the control plane's view of the open
-//! sessions, JSON); `GET /metrics` (Prometheus text, [`crate::metrics`]) is
-//! merged in by the appliance. The REST API will join them here.
+//! (docs/STA.md), `GET /sessions` (the control plane's view of the open
+//! sessions, JSON), and the broker's routes: worker registration
+//! (`/broker/v1/*`, docs/REGISTRATION.md) and the XML broker
+//! `POST /scripts/wpnbr.dll`. `GET /metrics` (Prometheus text,
+//! [`crate::metrics`]) is merged in by the appliance. The REST API will
+//! join them here.
 //!
 //! It is plain HTTP/1.1 and meant for loopback or a management network: the
 //! STA endpoint issues tickets to whoever asks.
@@ -58,6 +61,12 @@ pub fn sessions_router(sessions: Arc<SessionTable>) -> Router {
     Router::new()
         .route(SESSIONS_PATH, get(list_sessions))
         .with_state(sessions)
+}
+
+/// The router of the broker's routes (see [`crate::broker::http::router`]).
+/// Merge it into [`router`]'s.
+pub fn broker_router(broker: crate::broker::Broker) -> Router {
+    crate::broker::http::router(broker)
 }
 
 async fn healthz() -> &'static str {

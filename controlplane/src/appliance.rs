@@ -134,6 +134,9 @@ pub enum RunError {
     /// not be set up.
     #[error("cannot set up the web login")]
     Login(#[source] crate::login::LoginSetupError),
+    /// The broker could not start (store or directory).
+    #[error("cannot start the broker")]
+    Broker(#[from] crate::broker::BrokerStartError),
     /// The web socket could not be bound.
     #[error("cannot listen on the web socket {}", path.display())]
     Web {
@@ -432,8 +435,9 @@ impl ControlPlane {
         let store = crate::store::Store::open(&config.data_dir)
             .await
             .map_err(|e| RunError::Login(e.into()))?;
-        let login =
-            Arc::new(crate::login::Login::from_config(config, store).map_err(RunError::Login)?);
+        let login = Arc::new(
+            crate::login::Login::from_config(config, store.clone()).map_err(RunError::Login)?,
+        );
         background.push(tokio::spawn(crate::login::session::sweep_every(
             login.sessions().clone(),
             crate::login::session::SWEEP_PERIOD,
@@ -444,7 +448,8 @@ impl ControlPlane {
             web::router(Arc::new(web::WebState::new(login))),
             web_stopped,
         )));
-        let admin = Admin::start(config.admin.listen, sta, sessions.clone()).await?;
+        let broker = crate::broker::Broker::from_config(config, sta.clone(), store).await?;
+        let admin = Admin::start(config.admin.listen, sta, sessions.clone(), broker).await?;
         Ok(Self {
             router,
             sessions,
@@ -625,6 +630,7 @@ impl Admin {
         listen: SocketAddr,
         sta: SharedSta,
         sessions: Arc<SessionTable>,
+        broker: crate::broker::Broker,
     ) -> Result<Self, RunError> {
         let bind_error = |source| RunError::AdminBind {
             addr: listen,
@@ -636,7 +642,8 @@ impl Admin {
         let stopped = stop.clone();
         let router = admin::router(sta)
             .merge(admin::sessions_router(sessions))
-            .merge(crate::metrics::router());
+            .merge(crate::metrics::router())
+            .merge(admin::broker_router(broker));
         let task = tokio::spawn(admin::serve(listener, router, async move {
             stopped.notified().await;
         }));

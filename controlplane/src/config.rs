@@ -21,6 +21,7 @@ use std::time::Duration;
 use gatehouse_wire::ticket::StaId;
 use serde::{Deserialize, Serialize};
 
+use crate::broker::catalog::BrokerSection;
 use crate::ldap::LdapSection;
 use crate::login::LoginSection;
 use crate::push::PushSection;
@@ -64,6 +65,10 @@ pub struct Config {
     /// The web login flow: schema, sessions, lockouts. See
     /// [`LoginSection`].
     pub login: LoginSection,
+    /// The broker: heartbeat and power-on timings and the catalog
+    /// (`[[broker.groups]]`, `[[broker.desktops]]`, `[[broker.resources]]`,
+    /// `[[broker.assignments]]`). See [`BrokerSection`].
+    pub broker: BrokerSection,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             radius: RadiusSection::default(),
             push: PushSection::default(),
             login: LoginSection::default(),
+            broker: BrokerSection::default(),
         }
     }
 }
@@ -597,6 +603,9 @@ impl Config {
         self.radius.validate()?;
         self.push.validate()?;
         self.login.validate(&self.radius)?;
+        self.broker
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
     }
 

@@ -20,6 +20,8 @@
 //!   Message-Authenticator) and its UDP client.
 //! - [`push`]: push approval with number matching: the [`push::PushService`]
 //!   trait, the built-in provider and its device endpoints.
+//! - [`broker`]: the worker registry, the catalog and brokering rules,
+//!   and the XML broker (`/scripts/wpnbr.dll`).
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
 //! - [`web`]: the gateway's web side: HTTP connections the data plane
 //!   forwards over a unix socket behind a PROXY v2 header; the login flow
@@ -48,6 +50,7 @@
 pub mod admin;
 pub mod appliance;
 pub mod auth;
+pub mod broker;
 pub mod certificate;
 pub mod config;
 pub mod ldap;

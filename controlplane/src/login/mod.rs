@@ -258,9 +258,11 @@ pub enum LoginSetupError {
     Store(#[from] StoreError),
 }
 
-/// The local user directory as a [`PasswordDirectory`].
-#[derive(Debug)]
-struct LocalDirectory(LocalUsers);
+/// The local user directory as a [`PasswordDirectory`] (its users have no
+/// groups). A name or password the directory cannot hold still costs one
+/// Argon2 verification, so timing tells nothing.
+#[derive(Debug, Clone)]
+pub struct LocalDirectory(pub LocalUsers);
 
 impl PasswordDirectory for LocalDirectory {
     fn verify<'a>(&'a self, login: &'a str, password: &'a str) -> VerifyFuture<'a> {
@@ -727,6 +729,7 @@ struct Decision<'a> {
 impl Decision<'_> {
     fn emit(&self, factor: &str, outcome: &str, reason: &str) {
         let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
+        crate::metrics::login_outcome(factor, outcome);
         tracing::info!(user = self.user, peer, factor, outcome, reason, "login");
     }
 

@@ -178,7 +178,7 @@ impl Store {
         self.pool.close().await;
     }
 
-    fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 }

@@ -58,6 +58,7 @@ async fn creates_a_private_wal_database_with_the_schema_on_first_use() {
     assert_eq!(
         tables,
         [
+            "broker_assignments",
             "local_users",
             "otp_accepted_steps",
             "otp_devices",

@@ -22,6 +22,10 @@
 //!   reliability, and [`CgpConnection`] to drive it over any tokio
 //!   stream: what the gateway's end-to-end tests and the load tool use.
 //!
+//! - **Registration** ([`register`]): with `--register URL --worker-name
+//!   NAME` the sim registers with a Gatehouse broker and heartbeats
+//!   (docs/REGISTRATION.md).
+//!
 //! Message numbering and acknowledgement follow `gatehouse_wire::cgp`'s
 //! decisions: tracked messages carry their own `u32` number, the first is
 //! 1, acks are cumulative deltas (sent here in NOP packets).
@@ -37,6 +41,7 @@ mod cgp_server;
 mod ica_server;
 pub mod pattern;
 mod pump;
+pub mod register;
 pub mod reliability;
 pub mod service;
 mod sim;

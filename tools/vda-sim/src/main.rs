@@ -3,6 +3,8 @@
 //! ```text
 //! vda-sim [--ica-listen ADDR] [--cgp-listen ADDR] [--announce]
 //!         [--reliability-ttl SECS] [--max-unacked BYTES]
+//!         [--register URL --worker-name NAME [--heartbeat-secs N]
+//!          [--load N] [--sessions N] [--max-sessions N]]
 //! ```
 //!
 //! All behaviour lives in the `gatehouse_vda_sim` library; this binary
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use gatehouse_vda_sim::register::Registration;
 use gatehouse_vda_sim::{DEFAULT_MAX_UNACKED, Sim, SimConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -50,6 +53,11 @@ received + 1) within --reliability-ttl of the disconnect resumes: the sim
 resends every message from that number on. Unknown or expired tickets get
 next message number 0.
 
+--register URL (the broker's internal listener, http://HOST:PORT) with
+--worker-name NAME registers the bound addresses with a Gatehouse broker
+(docs/REGISTRATION.md), heartbeats every --heartbeat-secs with the fixed
+--load and --sessions, and unregisters on SIGINT/SIGTERM.
+
 --announce prints `ica=ADDR cgp=ADDR` (bound listeners only) on one stdout
 line once listening, so port 0 can be used.";
 
@@ -72,6 +80,24 @@ struct Cli {
     /// Bound on a CGP session's unacknowledged output, in bytes (at least 65536).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_UNACKED)]
     max_unacked: usize,
+    /// Register with the broker at this URL (http://HOST:PORT).
+    #[arg(long, value_name = "URL", requires = "worker_name")]
+    register: Option<String>,
+    /// The worker name to register under.
+    #[arg(long, value_name = "NAME", requires = "register")]
+    worker_name: Option<String>,
+    /// Seconds between heartbeats.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    heartbeat_secs: u64,
+    /// The load index to report (0 to 10000).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    load: u32,
+    /// The session count to report.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    sessions: u32,
+    /// Most sessions (registers with protocol version 2).
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<u32>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +134,21 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         writeln!(stdout, "{}", sim.announce()).context("cannot write the announce line")?;
         stdout.flush().context("cannot write the announce line")?;
     }
+    let (stop_registration, registration_stopped) = tokio::sync::watch::channel(false);
+    let registration = match (cli.register, cli.worker_name) {
+        (Some(url), Some(worker)) => Some(tokio::spawn(
+            Registration {
+                url,
+                worker,
+                heartbeat: Duration::from_secs(cli.heartbeat_secs.max(1)),
+                load: cli.load,
+                sessions: cli.sessions,
+                max_sessions: cli.max_sessions,
+            }
+            .run(sim.ica_addr(), sim.cgp_addr(), registration_stopped),
+        )),
+        _ => None,
+    };
     sim.run(async {
         tokio::select! {
             _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "vda_sim_stopping"),
@@ -115,6 +156,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         }
     })
     .await;
+    let _ = stop_registration.send(true);
+    if let Some(task) = registration {
+        let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+    }
     tracing::info!("vda_sim_stopped");
     Ok(())
 }
