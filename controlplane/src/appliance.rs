@@ -435,9 +435,26 @@ impl ControlPlane {
         let store = crate::store::Store::open(&config.data_dir)
             .await
             .map_err(|e| RunError::Login(e.into()))?;
-        let login = Arc::new(
-            crate::login::Login::from_config(config, store.clone()).map_err(RunError::Login)?,
-        );
+        let mut login =
+            crate::login::Login::from_config(config, store.clone()).map_err(RunError::Login)?;
+        // Push approval: the login flow asks the built-in provider, whose
+        // device endpoints share the gateway's TLS listener.
+        let devices = if config.push.enabled {
+            let key = crate::auth::seal::OtpKey::load_or_generate(
+                config.auth.otp_key_file.as_deref(),
+                &config.data_dir,
+            )
+            .map_err(|e| RunError::Login(e.into()))?;
+            let push = crate::push::BuiltinPush::new(
+                config.push.settings(),
+                Arc::new(crate::push::StoreSecrets::new(store.clone(), key)),
+            );
+            login = login.with_push(Arc::new(push.clone()));
+            crate::push::router(push)
+        } else {
+            axum::Router::new()
+        };
+        let login = Arc::new(login);
         background.push(tokio::spawn(crate::login::session::sweep_every(
             login.sessions().clone(),
             crate::login::session::SWEEP_PERIOD,
@@ -445,7 +462,7 @@ impl ControlPlane {
         let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
         background.push(tokio::spawn(web::serve(
             web_listener,
-            web::router(Arc::new(web::WebState::new(login))),
+            web::router_with(Arc::new(web::WebState::new(login)), devices),
             web_stopped,
         )));
         let broker = crate::broker::Broker::from_config(config, sta.clone(), store).await?;

@@ -11,7 +11,8 @@
 //!
 //! Pages ([`router`]): `GET /` redirects to `/vpn/index.html`, the login
 //! page; the login flow of PROTOCOLS.md §7 ([`flow`]: `/cgi/login`,
-//! `/cgi/dlge`, `/cgi/setclient`, `/vpns/cvpnpage.html`, the home page,
+//! `/cgi/dlge`, the push wait `/cgi/pushwait` and `/cgi/pushresend`,
+//! `/cgi/setclient`, `/vpns/cvpnpage.html`, the home page,
 //! `/cgi/logout`) over [`crate::login::Login`]; `/manageotp`
 //! ([`manageotp`]). Pages are rendered on the server ([`pages`]) as plain
 //! forms. Every request logs one `web_request` event (`peer`, `tls`,
@@ -153,11 +154,20 @@ pub enum WebError {
 
 /// The web router over `state`: the pages and the `web_request` log.
 pub fn router(state: Arc<WebState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `devices` merged in (the push device endpoints,
+/// [`crate::push::router`], when push is enabled), under the same
+/// `web_request` log.
+pub fn router_with(state: Arc<WebState>, devices: Router) -> Router {
     Router::new()
         .route("/", get(root))
         .route(LOGIN_PAGE, get(flow::login_page))
         .route("/cgi/login", post(flow::login))
         .route("/cgi/dlge", post(flow::dlge))
+        .route(flow::PUSH_WAIT, get(flow::push_wait).post(flow::push_wait))
+        .route("/cgi/pushresend", post(flow::push_resend))
         .route("/cgi/setclient", get(flow::setclient))
         .route("/vpns/cvpnpage.html", get(flow::cvpnpage))
         .route(HOME_PAGE, get(flow::home))
@@ -169,6 +179,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/manageotp/qr/{id}", get(manageotp::qr))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .merge(devices)
         .layer(middleware::from_fn(log_request))
 }
 

@@ -3,7 +3,8 @@
 //! An integration test runs from `<target>/<profile>/deps/`; the binaries
 //! of the workspace land in `<target>/<profile>/`. Before the first use in
 //! a test process, [`bin_dir`] runs
-//! `cargo build -p gatehouse -p gatehouse-vda-sim --bin gatehouse --bin vda-sim`
+//! `cargo build -p gatehouse -p gatehouse-vda-sim -p gatehouse-push-device`
+//! (binaries `gatehouse`, `vda-sim`, `push-device`)
 //! with that profile and target directory (cargo answers at once when they
 //! are fresh), so a test never runs a binary older than the sources. With
 //! `GATEHOUSE_E2E_BIN_DIR=DIR` set, the binaries are taken from `DIR` and
@@ -27,7 +28,13 @@ pub fn vda_sim() -> PathBuf {
     existing(bin_dir(), "vda-sim")
 }
 
-/// The directory holding both binaries. The first call in a process builds
+/// The `push-device` binary (package `gatehouse-push-device`), built if
+/// needed.
+pub fn push_device() -> PathBuf {
+    existing(bin_dir(), "push-device")
+}
+
+/// The directory holding the binaries. The first call in a process builds
 /// them (see the module docs); later calls return at once. Panics with
 /// cargo's output if the build fails.
 pub fn bin_dir() -> &'static Path {
@@ -83,7 +90,15 @@ fn build() -> PathBuf {
         .current_dir(workspace)
         .args(["build", "--quiet", "--profile", &profile])
         .args(["-p", "gatehouse", "-p", "gatehouse-vda-sim"])
-        .args(["--bin", "gatehouse", "--bin", "vda-sim"])
+        .args(["-p", "gatehouse-push-device"])
+        .args([
+            "--bin",
+            "gatehouse",
+            "--bin",
+            "vda-sim",
+            "--bin",
+            "push-device",
+        ])
         .stdin(Stdio::null());
     // Cargo gives a test process its package's build-time variables
     // (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...). Build scripts such as

@@ -13,6 +13,9 @@
 //!   echoes.
 //! - [`sta`] asks an STA for tickets over its XML endpoint
 //!   (`POST /scripts/ctxsta.dll`, `docs/STA.md`).
+//! - [`webdriver::Chrome`] is headless Chromium driven through the real
+//!   `chromedriver`; [`push_device::PushDevice`] runs `push-device serve`
+//!   (the user's phone for push approval).
 //! - [`socks`] is a SOCKSv5 client over TLS (rustls, trusting only the
 //!   certificate the gateway generated) or plain TCP.
 //!
@@ -42,10 +45,12 @@
 pub mod bins;
 pub mod gatehouse;
 pub mod process;
+pub mod push_device;
 pub mod socks;
 pub mod sta;
 pub mod temp;
 pub mod vda_sim;
+pub mod webdriver;
 
 use std::time::Duration;
 

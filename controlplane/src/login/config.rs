@@ -21,8 +21,10 @@ pub enum LoginSchema {
     #[serde(rename = "password+otp")]
     PasswordOtp,
     /// The password, then a push approval or a TOTP code (the seed's
-    /// DualAuthOrPush). Until a push service exists this is
-    /// [`LoginSchema::PasswordOtp`], said once in the log.
+    /// DualAuthOrPush): with `[push] enabled = true` a user with a device
+    /// gets a push with number matching, the OTP form as the fallback;
+    /// with push off this is [`LoginSchema::PasswordOtp`], said once in
+    /// the log (`login_push_unavailable`).
     #[serde(rename = "password+otp-or-push")]
     PasswordOtpOrPush,
 }

@@ -12,6 +12,23 @@
 //! POST /cgi/dlge ─► pending (by its cookie) ─► code / RADIUS answer ─► session | page again | failure
 //! ```
 //!
+//! Push approval (`schema = "password+otp-or-push"` with a push service,
+//! [`Login::with_push`]): after the password, a user with an OTP device
+//! gets a push with a fresh two-digit [`MatchNumber`] that the page shows;
+//! a task waits for the device's answer ([`PushService::wait`]) and
+//! `GET /cgi/pushwait` ([`Login::push_wait`]) waits on that task at most
+//! [`PUSH_POLL`] per request, so the page reloads itself without
+//! JavaScript until an outcome:
+//!
+//! ```text
+//! password ok ─► request push ─┬─ sent ─► page "choose NN" ─► /cgi/pushwait ─┬─ approved ─► session
+//!                              │                                            ├─ denied / wrong number ─► failure (counted)
+//!                              │                                            ├─ pending ─► page again
+//!                              │                                            └─ timed out ─┐
+//!                              └─ no device / unreachable ──────────────────────────────┴─► fallback page:
+//!                                   OTP form (POST /cgi/dlge) + "Resend notification" (POST /cgi/pushresend)
+//! ```
+//!
 //! Decisions (documented in `gatehouse.example.toml` too):
 //! - Unknown user, wrong password and a locked user name all get the same
 //!   answer ([`Failure::BadCredentials`]) after the same password work: a
@@ -40,6 +57,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 pub use config::{LoginSchema, LoginSection};
 pub use devices::{DevicesError, UserDevices};
@@ -53,6 +72,7 @@ use crate::auth::seal::{KeyFileError, OtpKey};
 use crate::auth::totp::{TotpCode, TotpParams};
 use crate::config::{Config, ConfigError};
 use crate::ldap::{DirectoryError, LdapDirectory, PasswordDirectory, UserInfo, VerifyFuture};
+use crate::push::{AttemptId, MatchNumber, PushError, PushOutcome, PushService, PushTicket};
 use crate::radius::{ChallengeState, RadiusClient, RadiusError, RadiusOutcome};
 use crate::store::{Store, StoreError};
 use limits::Counters;
@@ -62,6 +82,13 @@ pub const MAX_ANSWERS: u32 = 3;
 
 /// The prompt of the OTP page.
 pub const OTP_PROMPT: &str = "Enter the code from your authenticator";
+
+/// How long one `/cgi/pushwait` request waits for the device's answer
+/// before the page is shown again (and reloads itself).
+pub const PUSH_POLL: Duration = Duration::from_secs(3);
+
+/// Notifications one pending login may resend.
+pub const MAX_RESENDS: u32 = 5;
 
 /// The prompt of a RADIUS passcode page when the server gave none.
 pub const RADIUS_PROMPT: &str = "Enter your passcode";
@@ -105,6 +132,10 @@ pub enum Failure {
     Busy,
     /// `password+otp`, no device, and `enrol_without_device = false`.
     NoDevice,
+    /// The push was denied on the device.
+    PushDenied,
+    /// The device approved with another number than the page showed.
+    WrongNumber,
 }
 
 impl Failure {
@@ -123,6 +154,10 @@ impl Failure {
             Self::NoDevice => {
                 "No authenticator is registered for your account. Ask your administrator."
             }
+            Self::PushDenied => "The logon was denied on your device.",
+            Self::WrongNumber => {
+                "The number chosen on your device did not match the number shown. The logon was refused."
+            }
         }
     }
 
@@ -137,6 +172,8 @@ impl Failure {
             Self::Unavailable => "unavailable",
             Self::Busy => "busy",
             Self::NoDevice => "no_device",
+            Self::PushDenied => "push_denied",
+            Self::WrongNumber => "wrong_number",
         }
     }
 }
@@ -161,8 +198,73 @@ pub enum LoginReply {
         /// Why the page is shown again, if it is.
         error: Option<Failure>,
     },
+    /// A push was sent: show `number` ("choose NN on your device") and
+    /// wait at `/cgi/pushwait` with the pending cookie `pending`.
+    Push {
+        /// The pending login's cookie value.
+        pending: String,
+        /// The number the device must send back.
+        number: MatchNumber,
+    },
+    /// No push answer (or none could be sent): the OTP form posting to
+    /// `/cgi/dlge`, and "Resend notification" posting to `/cgi/pushresend`.
+    PushFallback {
+        /// The pending login's cookie value.
+        pending: String,
+        /// Why no push is waiting, if that is news.
+        notice: Option<PushNotice>,
+        /// Why the page is shown again after a code, if it is.
+        error: Option<Failure>,
+    },
     /// Back to the login page with this message.
     Failed(Failure),
+}
+
+/// Why the fallback page is shown instead of waiting for a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushNotice {
+    /// The device did not answer within `push.wait_secs`.
+    NoAnswer,
+    /// None of the user's devices is registered for push.
+    NoDevice,
+    /// The user's devices are registered but not connected.
+    Unreachable,
+    /// The push service is off, busy or failed.
+    Unavailable,
+    /// [`MAX_RESENDS`] notifications were resent.
+    ResendLimit,
+}
+
+impl PushNotice {
+    /// The message on the fallback page.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::NoAnswer => "Your device did not answer in time.",
+            Self::NoDevice => "No device is registered for notifications.",
+            Self::Unreachable => "Your device could not be reached.",
+            Self::Unavailable => "Notifications are unavailable right now.",
+            Self::ResendLimit => "No more notifications can be sent for this logon.",
+        }
+    }
+
+    /// The `reason` field of the `login` event.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NoAnswer => "push_timed_out",
+            Self::NoDevice => "push_no_device",
+            Self::Unreachable => "push_unreachable",
+            Self::Unavailable => "push_unavailable",
+            Self::ResendLimit => "push_resend_limit",
+        }
+    }
+
+    fn of(error: PushError) -> Self {
+        match error {
+            PushError::NoDevice => Self::NoDevice,
+            PushError::DeviceUnreachable => Self::Unreachable,
+            PushError::Busy | PushError::Disabled | PushError::Random => Self::Unavailable,
+        }
+    }
 }
 
 /// What the login needs once the password is accepted: the schema's
@@ -204,6 +306,20 @@ struct Pending {
     prompt: String,
     expires: Instant,
     answers: u32,
+    /// Set when the login offers push: the attempt every push of it names.
+    push_attempt: Option<AttemptId>,
+    /// The push in flight, if one is.
+    push: Option<PushWait>,
+    resends: u32,
+}
+
+/// A sent push and the task waiting for its answer.
+#[derive(Debug, Clone)]
+struct PushWait {
+    number: MatchNumber,
+    ticket: PushTicket,
+    outcome: watch::Receiver<Option<PushOutcome>>,
+    task: AbortHandle,
 }
 
 /// The logins waiting for their second factor, by their cookie value:
@@ -235,6 +351,10 @@ impl PendingLogins {
 
     fn take(&self, id: &str, now: Instant) -> Option<Pending> {
         self.map.lock().remove(id).filter(|p| p.expires > now)
+    }
+
+    fn peek(&self, id: &str, now: Instant) -> Option<Pending> {
+        self.map.lock().get(id).filter(|p| p.expires > now).cloned()
     }
 }
 
@@ -315,6 +435,7 @@ pub struct Login {
     addresses: Counters<IpAddr>,
     pending: PendingLogins,
     issuer: String,
+    push: Option<Arc<dyn PushService>>,
 }
 
 impl fmt::Debug for Login {
@@ -322,6 +443,7 @@ impl fmt::Debug for Login {
         f.debug_struct("Login")
             .field("schema", &self.schema)
             .field("devices", &self.devices)
+            .field("push", &self.push.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -362,6 +484,14 @@ impl Login {
             .settings()?
             .map(RadiusClient::new)
             .transpose()?;
+        if config.login.schema == LoginSchema::PasswordOtpOrPush && !config.push.enabled {
+            // No push service: the second factor is the OTP code.
+            tracing::warn!(
+                schema = config.login.schema.as_str(),
+                fallback = "otp",
+                "login_push_unavailable"
+            );
+        }
         Ok(Self::new(
             config.login.clone(),
             directory,
@@ -373,6 +503,8 @@ impl Login {
     }
 
     /// The service from its parts (tests build it with a fake directory).
+    /// Without [`Login::with_push`], `password+otp-or-push` asks for the
+    /// OTP code.
     pub fn new(
         config: LoginSection,
         directory: Arc<dyn PasswordDirectory>,
@@ -381,14 +513,6 @@ impl Login {
         store: Store,
         issuer: &str,
     ) -> Self {
-        if config.schema == LoginSchema::PasswordOtpOrPush {
-            // No push service yet: the second factor is the OTP code.
-            tracing::warn!(
-                schema = config.schema.as_str(),
-                fallback = "otp",
-                "login_push_unavailable"
-            );
-        }
         let window = Duration::from_secs(config.failure_window_secs);
         let lockout = Duration::from_secs(config.lockout_secs);
         Self {
@@ -410,7 +534,16 @@ impl Login {
             },
             issuer: issuer.to_owned(),
             config,
+            push: None,
         }
+    }
+
+    /// The same service offering push approval through `push` when the
+    /// schema is `password+otp-or-push`.
+    #[must_use]
+    pub fn with_push(mut self, push: Arc<dyn PushService>) -> Self {
+        self.push = Some(push);
+        self
     }
 
     /// The sessions.
@@ -483,6 +616,11 @@ impl Login {
                             log.failed("otp", Failure::NoDevice)
                         }
                     }
+                    Ok(_)
+                        if self.schema == LoginSchema::PasswordOtpOrPush && self.push.is_some() =>
+                    {
+                        self.ask_push(&log, info, now).await
+                    }
                     Ok(_) => self.ask(&log, "otp", info, Awaiting::Otp, OTP_PROMPT.to_owned(), now),
                     Err(error) => {
                         tracing::warn!(error = %error, "login_devices_unavailable");
@@ -551,6 +689,8 @@ impl Login {
         let login = state.user.login.clone();
         let log = Decision { user: &login, peer };
         let key = counter_key(&login);
+        // A code typed instead: the push in flight is withdrawn.
+        self.stop_push(&mut state);
         let factor = match state.awaiting {
             Awaiting::Otp => "otp",
             Awaiting::RadiusPasscode | Awaiting::RadiusChallenge(_) => "radius",
@@ -618,7 +758,15 @@ impl Login {
                 }
                 log.failed(factor, failure);
                 let prompt = state.prompt.clone();
+                let offers_push = state.push_attempt.is_some();
                 self.pending.put_back(pending.to_owned(), state);
+                if offers_push {
+                    return LoginReply::PushFallback {
+                        pending: pending.to_owned(),
+                        notice: None,
+                        error: Some(failure),
+                    };
+                }
                 LoginReply::Challenge {
                     pending: pending.to_owned(),
                     prompt,
@@ -666,6 +814,9 @@ impl Login {
             prompt: prompt.clone(),
             expires: now,
             answers: 0,
+            push_attempt: None,
+            push: None,
+            resends: 0,
         };
         if !self.pending.insert(id.clone(), pending, now) {
             return log.failed(factor, Failure::Busy);
@@ -676,6 +827,206 @@ impl Login {
             prompt,
             error: None,
         }
+    }
+
+    /// The password is right and the user has a device: push, or the
+    /// fallback page when no push could be sent.
+    async fn ask_push(&self, log: &Decision<'_>, user: UserInfo, now: Instant) -> LoginReply {
+        let (Ok(id), Ok(attempt)) = (session::random_token(), AttemptId::random()) else {
+            return log.failed("push", Failure::Unavailable);
+        };
+        let mut pending = Pending {
+            user,
+            awaiting: Awaiting::Otp,
+            prompt: OTP_PROMPT.to_owned(),
+            expires: now,
+            answers: 0,
+            push_attempt: Some(attempt),
+            push: None,
+            resends: 0,
+        };
+        let sent = self.send_push(&mut pending).await;
+        if !self.pending.insert(id.clone(), pending.clone(), now) {
+            self.stop_push(&mut pending);
+            return log.failed("push", Failure::Busy);
+        }
+        self.push_reply(log, id, sent, "push_sent")
+    }
+
+    fn push_reply(
+        &self,
+        log: &Decision<'_>,
+        pending: String,
+        sent: Result<MatchNumber, PushNotice>,
+        reason: &str,
+    ) -> LoginReply {
+        match sent {
+            Ok(number) => {
+                log.emit("push", "challenge", reason);
+                LoginReply::Push { pending, number }
+            }
+            Err(notice) => {
+                log.emit("push", "challenge", notice.reason());
+                LoginReply::PushFallback {
+                    pending,
+                    notice: Some(notice),
+                    error: None,
+                }
+            }
+        }
+    }
+
+    /// Sends a push with a fresh number for `pending`'s attempt and starts
+    /// the task that waits for its answer.
+    async fn send_push(&self, pending: &mut Pending) -> Result<MatchNumber, PushNotice> {
+        let (Some(service), Some(attempt)) = (&self.push, pending.push_attempt) else {
+            return Err(PushNotice::Unavailable);
+        };
+        let name = UserName::new(&pending.user.login).map_err(|_| PushNotice::NoDevice)?;
+        let number = MatchNumber::random().map_err(PushNotice::of)?;
+        let ticket = service
+            .request(&name, attempt, number)
+            .await
+            .map_err(PushNotice::of)?;
+        let (sender, outcome) = watch::channel(None);
+        let waiter = Arc::clone(service);
+        let waited = ticket.clone();
+        let task = tokio::spawn(async move {
+            let outcome = waiter.wait(&waited, waiter.wait_time()).await;
+            let _ = sender.send(Some(outcome));
+        });
+        pending.push = Some(PushWait {
+            number,
+            ticket,
+            outcome,
+            task: task.abort_handle(),
+        });
+        Ok(number)
+    }
+
+    /// Withdraws `pending`'s push in flight, if any.
+    fn stop_push(&self, pending: &mut Pending) {
+        if let Some(wait) = pending.push.take() {
+            wait.task.abort();
+            if let Some(service) = &self.push {
+                service.cancel(&wait.ticket);
+            }
+        }
+    }
+
+    /// `GET /cgi/pushwait`: waits at most [`PUSH_POLL`] for the answer to
+    /// the push of pending login `pending` from `peer`.
+    pub async fn push_wait(&self, pending: &str, peer: Option<SocketAddr>) -> LoginReply {
+        let Some(state) = self.pending.peek(pending, Instant::now()) else {
+            let log = Decision { user: "", peer };
+            return log.failed("push", Failure::Expired);
+        };
+        let Some(wait) = state.push else {
+            return LoginReply::PushFallback {
+                pending: pending.to_owned(),
+                notice: state.push_attempt.map(|_| PushNotice::NoAnswer),
+                error: None,
+            };
+        };
+        let mut receiver = wait.outcome.clone();
+        // The value is read again below; this only waits.
+        let _ = tokio::time::timeout(PUSH_POLL, receiver.wait_for(Option::is_some)).await;
+        let outcome = *receiver.borrow();
+        let now = Instant::now();
+        let Some(outcome) = outcome else {
+            // Still waiting (or replaced by a resend): the page again.
+            return match self.pending.peek(pending, now) {
+                Some(Pending {
+                    push: Some(current),
+                    ..
+                }) => LoginReply::Push {
+                    pending: pending.to_owned(),
+                    number: current.number,
+                },
+                Some(_) => LoginReply::PushFallback {
+                    pending: pending.to_owned(),
+                    notice: Some(PushNotice::NoAnswer),
+                    error: None,
+                },
+                None => Decision { user: "", peer }.failed("push", Failure::Expired),
+            };
+        };
+        let Some(mut state) = self.pending.take(pending, now) else {
+            return Decision { user: "", peer }.failed("push", Failure::Expired);
+        };
+        if state.push.as_ref().map(|p| &p.ticket) != Some(&wait.ticket) {
+            // A resend replaced this push while we waited.
+            let reply = match &state.push {
+                Some(current) => LoginReply::Push {
+                    pending: pending.to_owned(),
+                    number: current.number,
+                },
+                None => LoginReply::PushFallback {
+                    pending: pending.to_owned(),
+                    notice: Some(PushNotice::NoAnswer),
+                    error: None,
+                },
+            };
+            self.pending.put_back(pending.to_owned(), state);
+            return reply;
+        }
+        state.push = None;
+        let login = state.user.login.clone();
+        let log = Decision { user: &login, peer };
+        let key = counter_key(&login);
+        match outcome {
+            PushOutcome::Approved => {
+                self.succeed(&log, "push", &key, &state.user, Scope::Full)
+                    .await
+            }
+            PushOutcome::Denied => {
+                self.count_failure(&key, peer.map(|p| p.ip()), now);
+                log.failed("push", Failure::PushDenied)
+            }
+            PushOutcome::WrongNumber => {
+                self.count_failure(&key, peer.map(|p| p.ip()), now);
+                log.failed("push", Failure::WrongNumber)
+            }
+            PushOutcome::TimedOut => {
+                self.pending.put_back(pending.to_owned(), state);
+                log.emit("push", "challenge", PushNotice::NoAnswer.reason());
+                LoginReply::PushFallback {
+                    pending: pending.to_owned(),
+                    notice: Some(PushNotice::NoAnswer),
+                    error: None,
+                }
+            }
+        }
+    }
+
+    /// `POST /cgi/pushresend`: a new push (with a new number) for the same
+    /// attempt of pending login `pending`; the earlier one can no longer
+    /// be answered.
+    pub async fn resend_push(&self, pending: &str, peer: Option<SocketAddr>) -> LoginReply {
+        let Some(mut state) = self.pending.take(pending, Instant::now()) else {
+            let log = Decision { user: "", peer };
+            return log.failed("push", Failure::Expired);
+        };
+        let login = state.user.login.clone();
+        let log = Decision { user: &login, peer };
+        if state.push_attempt.is_none() {
+            let prompt = state.prompt.clone();
+            self.pending.put_back(pending.to_owned(), state);
+            return LoginReply::Challenge {
+                pending: pending.to_owned(),
+                prompt,
+                error: None,
+            };
+        }
+        self.stop_push(&mut state);
+        let sent = if state.resends >= MAX_RESENDS {
+            Err(PushNotice::ResendLimit)
+        } else {
+            state.resends += 1;
+            self.send_push(&mut state).await
+        };
+        self.pending.put_back(pending.to_owned(), state);
+        self.push_reply(&log, pending.to_owned(), sent, "push_resent")
     }
 
     async fn succeed(

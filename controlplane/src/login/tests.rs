@@ -136,6 +136,9 @@ fn pending_logins_are_bounded_in_count_and_time() {
         prompt: String::new(),
         expires: t0,
         answers: 0,
+        push_attempt: None,
+        push: None,
+        resends: 0,
     };
     assert!(pending.insert("1".to_owned(), one.clone(), t0));
     assert!(pending.insert("2".to_owned(), one.clone(), t0));
@@ -368,4 +371,246 @@ async fn sessions_expire_when_idle_and_are_swept() {
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert_eq!(setup.login.sessions().sweep().await.unwrap(), 1);
     assert!(setup.login.sessions().find(&token).await.unwrap().is_none());
+}
+
+mod push {
+    use super::*;
+    use crate::push::protocol::{self, AnswerBody, Decision as PushDecision, RegisterBody};
+    use crate::push::{BuiltinPush, PushSettings, StoreSecrets};
+
+    /// Alice with a phone in the store, a login offering push through a
+    /// built-in provider waiting `wait`, and the phone's secret.
+    async fn push_setup(wait: Duration) -> (Setup, BuiltinPush, totp::TotpSecret) {
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-login-push-{}-{}",
+            std::process::id(),
+            getrandom::u64().unwrap()
+        ));
+        let store = Store::open(&dir).await.unwrap();
+        let key = OtpKey::from_bytes([7; 32]);
+        let devices = OtpDevices::new(store.clone(), key.clone(), "Gatehouse");
+        let enrolment = devices
+            .add(
+                &UserName::new("alice").unwrap(),
+                &DeviceName::new("phone").unwrap(),
+            )
+            .await
+            .unwrap();
+        let service = BuiltinPush::new(
+            PushSettings {
+                enabled: true,
+                wait,
+                poll_hold: Duration::from_secs(5),
+                connect_grace: Duration::from_secs(5),
+                max_devices: 10,
+                max_pending: 10,
+            },
+            Arc::new(StoreSecrets::new(store.clone(), key)),
+        );
+        let fake = Arc::new(Fake::default());
+        let login = Login::new(
+            LoginSection {
+                schema: LoginSchema::PasswordOtpOrPush,
+                ..LoginSection::default()
+            },
+            fake.clone(),
+            UserDevices::Store(devices.clone()),
+            None,
+            store,
+            "Gatehouse",
+        )
+        .with_push(Arc::new(service.clone()));
+        let setup = Setup {
+            login,
+            fake,
+            devices,
+            dir,
+        };
+        (setup, service, enrolment.uri.secret)
+    }
+
+    async fn register(service: &BuiltinPush, secret: &totp::TotpSecret) -> String {
+        let nonce = service.challenge().unwrap();
+        let proof = protocol::register_proof(secret, &nonce, "alice", "phone");
+        let body = RegisterBody {
+            user: "alice".into(),
+            device: "phone".into(),
+            nonce,
+            proof,
+        };
+        service.register(&body).await.unwrap().token
+    }
+
+    /// Opens a poll and returns the push it receives.
+    fn poll(
+        service: &BuiltinPush,
+        token: &str,
+    ) -> tokio::task::JoinHandle<Option<protocol::PushMessage>> {
+        let service = service.clone();
+        let token = token.to_owned();
+        tokio::spawn(async move { service.poll(&token).await.unwrap() })
+    }
+
+    fn answer(id: &str, decision: PushDecision, number: &str) -> AnswerBody {
+        AnswerBody {
+            id: id.into(),
+            decision,
+            number: Some(number.into()),
+        }
+    }
+
+    async fn push_started(setup: &Setup) -> (String, MatchNumber) {
+        match setup.login.start(&form("alice", "right"), peer(9)).await {
+            LoginReply::Push { pending, number } => (pending, number),
+            reply => panic!("{reply:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_push_approved_with_the_number_shown_logs_in_and_a_denial_is_refused() {
+        let (setup, service, secret) = push_setup(Duration::from_secs(10)).await;
+        let token = register(&service, &secret).await;
+        let device = poll(&service, &token);
+        tokio::task::yield_now().await;
+        let (pending, number) = push_started(&setup).await;
+        let push = device.await.unwrap().unwrap();
+        let outcome = service
+            .answer(
+                &token,
+                &answer(&push.id, PushDecision::Approve, &number.to_string()),
+            )
+            .unwrap();
+        assert_eq!(outcome, PushOutcome::Approved);
+        let reply = setup.login.push_wait(&pending, peer(9)).await;
+        assert!(
+            matches!(
+                reply,
+                LoginReply::Session {
+                    scope: Scope::Full,
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+        // Spent: the same pending cookie gets nothing more.
+        let reply = setup.login.push_wait(&pending, peer(9)).await;
+        assert!(
+            matches!(reply, LoginReply::Failed(Failure::Expired)),
+            "{reply:?}"
+        );
+
+        let device = poll(&service, &token);
+        tokio::task::yield_now().await;
+        let (pending, number) = push_started(&setup).await;
+        let push = device.await.unwrap().unwrap();
+        service
+            .answer(
+                &token,
+                &answer(&push.id, PushDecision::Deny, &number.to_string()),
+            )
+            .unwrap();
+        let reply = setup.login.push_wait(&pending, peer(9)).await;
+        assert!(
+            matches!(reply, LoginReply::Failed(Failure::PushDenied)),
+            "{reply:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_number_is_refused_as_a_failure() {
+        let (setup, service, secret) = push_setup(Duration::from_secs(10)).await;
+        let token = register(&service, &secret).await;
+        let device = poll(&service, &token);
+        tokio::task::yield_now().await;
+        let (pending, number) = push_started(&setup).await;
+        let push = device.await.unwrap().unwrap();
+        let wrong = MatchNumber::new((number.value() + 1) % 100).unwrap();
+        let outcome = service
+            .answer(
+                &token,
+                &answer(&push.id, PushDecision::Approve, &wrong.to_string()),
+            )
+            .unwrap();
+        assert_eq!(outcome, PushOutcome::WrongNumber);
+        let reply = setup.login.push_wait(&pending, peer(9)).await;
+        assert!(
+            matches!(reply, LoginReply::Failed(Failure::WrongNumber)),
+            "{reply:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_answer_offers_the_fallback_and_a_resend_asks_again_for_the_same_login() {
+        let (setup, service, secret) = push_setup(Duration::from_millis(300)).await;
+        let token = register(&service, &secret).await;
+        let device = poll(&service, &token);
+        tokio::task::yield_now().await;
+        let (pending, _) = push_started(&setup).await;
+        let first = device.await.unwrap().unwrap();
+        let reply = setup.login.push_wait(&pending, peer(9)).await;
+        assert!(
+            matches!(
+                reply,
+                LoginReply::PushFallback {
+                    notice: Some(PushNotice::NoAnswer),
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+        // A wrong code keeps the fallback page (with its resend button).
+        let reply = setup.login.answer(&pending, "000000x", peer(9)).await;
+        assert!(
+            matches!(
+                reply,
+                LoginReply::PushFallback {
+                    error: Some(Failure::BadCode),
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+
+        let device = poll(&service, &token);
+        tokio::task::yield_now().await;
+        let reply = setup.login.resend_push(&pending, peer(9)).await;
+        let LoginReply::Push {
+            pending: same,
+            number,
+        } = reply
+        else {
+            panic!("{reply:?}");
+        };
+        assert_eq!(same, pending);
+        let second = device.await.unwrap().unwrap();
+        assert_ne!(second.id, first.id, "a new push");
+        service
+            .answer(
+                &token,
+                &answer(&second.id, PushDecision::Approve, &number.to_string()),
+            )
+            .unwrap();
+        let reply = setup.login.push_wait(&pending, peer(9)).await;
+        assert!(matches!(reply, LoginReply::Session { .. }), "{reply:?}");
+    }
+
+    #[tokio::test]
+    async fn without_a_registered_device_the_fallback_takes_a_code() {
+        let (setup, _service, secret) = push_setup(Duration::from_secs(10)).await;
+        let reply = setup.login.start(&form("alice", "right"), peer(9)).await;
+        let LoginReply::PushFallback {
+            pending,
+            notice: Some(PushNotice::NoDevice),
+            ..
+        } = reply
+        else {
+            panic!("{reply:?}");
+        };
+        let code = totp::code_at(&secret, now_secs(), TotpParams::GATEWAY);
+        let reply = setup
+            .login
+            .answer(&pending, &format!("{:06}", code.value()), peer(9))
+            .await;
+        assert!(matches!(reply, LoginReply::Session { .. }), "{reply:?}");
+    }
 }

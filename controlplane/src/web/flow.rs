@@ -1,5 +1,5 @@
 //! The login endpoints of PROTOCOLS.md §7 over [`crate::login::Login`]:
-//! `/cgi/login`, `/cgi/dlge`, `/cgi/setclient`, `/vpns/cvpnpage.html`,
+//! `/cgi/login`, `/cgi/dlge`, `/cgi/pushwait`, `/cgi/pushresend`, `/cgi/setclient`, `/vpns/cvpnpage.html`,
 //! the home page and `/cgi/logout`.
 
 use std::sync::Arc;
@@ -16,6 +16,9 @@ use crate::login::{LoginForm, LoginReply, Scope, SessionToken, WebSession};
 
 /// Where a successful login is sent first (the seed's "set client").
 pub const SETCLIENT: &str = "/cgi/setclient?cvpn";
+
+/// Where the push page reloads itself while it waits for the device.
+pub const PUSH_WAIT: &str = "/cgi/pushwait";
 
 /// A page with the headers every page of the flow carries.
 pub fn page(status: StatusCode, html: String, cookies: &[HeaderValue]) -> Response {
@@ -103,9 +106,59 @@ pub async fn dlge(
     answer(&state, reply)
 }
 
+/// `GET|POST /cgi/pushwait`: the push page again while the device has
+/// not answered (each request waits at most [`crate::login::PUSH_POLL`]),
+/// then the home page, a failure, or the fallback page.
+pub async fn push_wait(
+    State(state): State<Arc<WebState>>,
+    Extension(client): Extension<WebClient>,
+    headers: HeaderMap,
+) -> Response {
+    let pending = cookies::get(&headers, PENDING).unwrap_or("");
+    let reply = state.login.push_wait(pending, client.peer).await;
+    answer(&state, reply)
+}
+
+/// `POST /cgi/pushresend`: "Resend notification".
+pub async fn push_resend(
+    State(state): State<Arc<WebState>>,
+    Extension(client): Extension<WebClient>,
+    headers: HeaderMap,
+) -> Response {
+    let pending = cookies::get(&headers, PENDING).unwrap_or("");
+    let reply = state.login.resend_push(pending, client.peer).await;
+    answer(&state, reply)
+}
+
 fn answer(state: &WebState, reply: LoginReply) -> Response {
     let clear_pending = cookies::set(PENDING, "", "/cgi", Some(0));
+    let pending_cookie = |pending: &str| {
+        cookies::set(
+            PENDING,
+            pending,
+            "/cgi",
+            Some(state.login.pending_ttl().as_secs()),
+        )
+    };
     match reply {
+        LoginReply::Push { pending, number } => page(
+            StatusCode::OK,
+            pages::push(&number.to_string(), PUSH_WAIT),
+            &[pending_cookie(&pending)],
+        ),
+        LoginReply::PushFallback {
+            pending,
+            notice,
+            error,
+        } => page(
+            StatusCode::OK,
+            pages::push_fallback(
+                crate::login::OTP_PROMPT,
+                notice.map(|n| n.message()),
+                error.map(|e| e.message()),
+            ),
+            &[pending_cookie(&pending)],
+        ),
         LoginReply::Session { token, .. } => redirect(
             SETCLIENT,
             &[

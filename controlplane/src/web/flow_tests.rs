@@ -479,3 +479,25 @@ async fn an_oversized_form_is_refused() {
     assert_eq!(answer.status, 413, "{}", answer.head);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_push_wait_and_resend_without_a_pending_login_send_back_to_log_on() {
+    let server = Server::start(LoginSection::default()).await;
+    let mut client = server.client(7);
+    for answer in [
+        client.get("/cgi/pushwait").await,
+        client.post("/cgi/pushresend", &[("x", "")]).await,
+    ] {
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(answer.text().contains("took too long"), "{answer:?}");
+        assert!(answer.text().contains("action=\"/cgi/login\""));
+        assert!(
+            answer
+                .set_cookies()
+                .iter()
+                .any(|c| c.starts_with("NSC_VPNERR=4001")),
+            "{answer:?}"
+        );
+    }
+    server.stop().await;
+}

@@ -22,12 +22,62 @@ pub fn escape(text: &str) -> String {
 }
 
 fn layout(title: &str, body: &str) -> String {
+    layout_with_head(title, "", body)
+}
+
+fn layout_with_head(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{}</title>\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head}</head>\n\
          <body>\n<main>\n<h1>Gatehouse</h1>\n{body}</main>\n</body>\n</html>\n",
         escape(title)
     )
+}
+
+/// Seconds the push page shows before it reloads itself at its wait URL.
+pub const PUSH_REFRESH_SECS: u32 = 1;
+
+/// The push page: "Approve on your device and choose NN"; it reloads
+/// itself at `wait_path` (a meta refresh: no JavaScript), which answers
+/// once the device did or the wait is over.
+pub fn push(number: &str, wait_path: &str) -> String {
+    let head = format!(
+        "\n<meta http-equiv=\"refresh\" content=\"{PUSH_REFRESH_SECS};url={}\">",
+        escape(wait_path)
+    );
+    let body = format!(
+        "<p class=\"info\" id=\"info\">A notification was sent to your device.</p>\n\
+<p id=\"push\">Approve on your device and choose <strong id=\"number\">{}</strong></p>\n\
+<p>This page updates by itself. <a href=\"{}\">Check now</a></p>\n\
+<p><a href=\"/vpn/index.html\">Start over</a></p>\n",
+        escape(number),
+        escape(wait_path)
+    );
+    layout_with_head("Gatehouse: approve on your device", &head, &body)
+}
+
+/// The fallback when no push answer came: the OTP form (`prompt`,
+/// posted to `/cgi/dlge`) under "Enter OTP manually", and "Resend
+/// notification" (posted to `/cgi/pushresend`).
+pub fn push_fallback(prompt: &str, notice_text: Option<&str>, error: Option<&str>) -> String {
+    let mut body = String::new();
+    notice(&mut body, "error", error);
+    notice(&mut body, "info", notice_text);
+    let _ = write!(
+        body,
+        "<h2 id=\"manual\">Enter OTP manually</h2>\n\
+<form method=\"post\" action=\"/cgi/dlge\" autocomplete=\"off\">\n\
+<p><label for=\"response\" id=\"prompt\">{}</label><br>\
+<input id=\"response\" name=\"response\" type=\"password\" inputmode=\"numeric\" required autofocus></p>\n\
+<p><button type=\"submit\" id=\"submit\">Submit</button></p>\n\
+</form>\n\
+<form method=\"post\" action=\"/cgi/pushresend\">\n\
+<p><button type=\"submit\" id=\"resend\">Resend notification</button></p>\n\
+</form>\n\
+<p><a href=\"/vpn/index.html\">Start over</a></p>\n",
+        escape(prompt)
+    );
+    layout("Gatehouse: verification", &body)
 }
 
 fn notice(out: &mut String, class: &str, message: Option<&str>) {
@@ -168,6 +218,29 @@ mod tests {
         let page = challenge("<b>PIN</b>", None);
         assert!(page.contains("&lt;b&gt;PIN&lt;/b&gt;"), "{page}");
         assert!(!page.contains("<b>PIN"), "{page}");
+    }
+
+    #[test]
+    fn the_push_page_shows_the_number_and_reloads_itself_without_javascript() {
+        let page = push("07", "/cgi/pushwait");
+        assert!(
+            page.contains("Approve on your device and choose <strong id=\"number\">07</strong>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<meta http-equiv=\"refresh\" content=\"1;url=/cgi/pushwait\">"),
+            "{page}"
+        );
+        assert!(!page.contains("<script"), "{page}");
+        let fallback = push_fallback("Code", Some("No answer."), None);
+        assert!(fallback.contains("Enter OTP manually"), "{fallback}");
+        assert!(fallback.contains("action=\"/cgi/dlge\""), "{fallback}");
+        assert!(
+            fallback.contains("action=\"/cgi/pushresend\""),
+            "{fallback}"
+        );
+        assert!(fallback.contains("Resend notification"), "{fallback}");
+        assert!(!fallback.contains("http-equiv"), "{fallback}");
     }
 
     #[test]
