@@ -445,10 +445,20 @@ impl ControlPlane {
                 &config.data_dir,
             )
             .map_err(|e| RunError::Login(e.into()))?;
-            let push = crate::push::BuiltinPush::new(
-                config.push.settings(),
-                Arc::new(crate::push::StoreSecrets::new(store.clone(), key)),
-            );
+            // Devices live where the login flow keeps them: in the users'
+            // LDAP attribute when a directory is configured, else the store.
+            let secrets: Arc<dyn crate::push::DeviceSecrets> = match config
+                .ldap
+                .settings()
+                .map_err(|e| RunError::Login(e.into()))?
+            {
+                Some(settings) => Arc::new(crate::push::LdapSecrets::new(
+                    crate::ldap::LdapDirectory::new(settings),
+                    key,
+                )),
+                None => Arc::new(crate::push::StoreSecrets::new(store.clone(), key)),
+            };
+            let push = crate::push::BuiltinPush::new(config.push.settings(), secrets);
             login = login.with_push(Arc::new(push.clone()));
             crate::push::router(push)
         } else {

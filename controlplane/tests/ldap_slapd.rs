@@ -639,3 +639,56 @@ async fn refuses_a_server_certificate_from_another_ca() {
     );
     assert!(slapd.dir.path().exists());
 }
+
+#[tokio::test]
+async fn push_finds_a_devices_secret_in_the_users_attribute_clear_or_sealed() {
+    use gatehouse::auth::attribute::{DeviceEntry, encode};
+    use gatehouse::auth::names::{DeviceName, UserName};
+    use gatehouse::auth::seal::OtpKey;
+    use gatehouse::auth::totp::TotpSecret;
+    use gatehouse::push::{DeviceSecrets, LdapSecrets};
+
+    let slapd = Slapd::start();
+    let directory = slapd.directory();
+    let dir = TempDir::new("push-key");
+    let key = OtpKey::load_or_generate(None, dir.path()).unwrap();
+    let tablet = TotpSecret::from_base32("KRSXG5CTMVRXEZLU").unwrap();
+    let sealed = encode(
+        &[DeviceEntry {
+            name: DeviceName::new("tablet").unwrap(),
+            secret: tablet.clone(),
+        }],
+        &key,
+    )
+    .unwrap();
+    let value = format!("#@phone=JBSWY3DPEHPK3PXP&,{sealed}");
+    directory.set_otp_attribute(ALICE_DN, &value).await.unwrap();
+
+    let secrets = LdapSecrets::new(directory, key);
+    let alice = UserName::new("alice").unwrap();
+    let phone = secrets
+        .secret(&alice, &DeviceName::new("phone").unwrap())
+        .await
+        .unwrap()
+        .expect("the clear entry");
+    assert_eq!(phone.to_base32(), "JBSWY3DPEHPK3PXP");
+    let found = secrets
+        .secret(&alice, &DeviceName::new("tablet").unwrap())
+        .await
+        .unwrap()
+        .expect("the sealed entry");
+    assert_eq!(found.to_base32(), tablet.to_base32());
+    let none = secrets
+        .secret(&alice, &DeviceName::new("watch").unwrap())
+        .await
+        .unwrap();
+    assert!(none.is_none(), "no such device");
+    let nobody = secrets
+        .secret(
+            &UserName::new("mallory").unwrap(),
+            &DeviceName::new("phone").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(nobody.is_none(), "no such user");
+}

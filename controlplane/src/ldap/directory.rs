@@ -207,6 +207,18 @@ impl LdapDirectory {
         result
     }
 
+    /// The DN of the one entry whose login attribute is `login` (searched
+    /// with the service account, the user's password is not needed); `None`
+    /// for no entry or several.
+    ///
+    /// Errors: [`LdapError`] for a failed bind or search.
+    pub async fn user_dn(&self, login: &str) -> Result<Option<String>, LdapError> {
+        let mut ldap = self.service_connection().await?;
+        let result = self.find_user(&mut ldap, login).await;
+        self.close(ldap).await;
+        Ok(result?.map(|entry| entry.dn))
+    }
+
     /// The raw value of the OTP attribute of the entry `dn` (the devices in
     /// `#@name=secret&,` form). Several values are joined in order. `None`
     /// when the attribute is absent.

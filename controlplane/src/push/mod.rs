@@ -47,7 +47,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 pub use config::PushSection;
-pub use secrets::{DeviceSecrets, SecretFuture, SecretLookupError, StoreSecrets};
+pub use secrets::{DeviceSecrets, LdapSecrets, SecretFuture, SecretLookupError, StoreSecrets};
 pub use service::{
     AnswerError, BuiltinPush, MAX_DEVICES_PER_USER, MAX_NONCES, MAX_PENDING_PER_USER,
     MAX_POLLS_PER_DEVICE, NONCE_TTL, PollError, PushSettings, RegisterError,

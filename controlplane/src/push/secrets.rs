@@ -70,3 +70,48 @@ impl DeviceSecrets for StoreSecrets {
         })
     }
 }
+
+/// Devices in the users' LDAP OTP attribute (`#@name=secret&,`, sealed or
+/// clear), found by the service account: the push devices of a gateway
+/// whose directory is LDAP.
+#[derive(Debug, Clone)]
+pub struct LdapSecrets {
+    directory: crate::ldap::LdapDirectory,
+    key: OtpKey,
+}
+
+impl LdapSecrets {
+    /// Secrets read from `directory`'s OTP attribute, sealed entries opened
+    /// with `key`.
+    pub fn new(directory: crate::ldap::LdapDirectory, key: OtpKey) -> Self {
+        Self { directory, key }
+    }
+}
+
+impl DeviceSecrets for LdapSecrets {
+    fn secret<'a>(&'a self, user: &'a UserName, device: &'a DeviceName) -> SecretFuture<'a> {
+        Box::pin(async move {
+            let failed =
+                |error: crate::ldap::LdapError| SecretLookupError::Directory(error.to_string());
+            let Some(dn) = self
+                .directory
+                .user_dn(user.as_str())
+                .await
+                .map_err(failed)?
+            else {
+                return Ok(None);
+            };
+            let Some(value) = self.directory.otp_attribute(&dn).await.map_err(failed)? else {
+                return Ok(None);
+            };
+            let Ok(entries) = crate::auth::attribute::decode(&value, &self.key) else {
+                tracing::warn!(user = %user, "push_device_attribute_unreadable");
+                return Ok(None);
+            };
+            Ok(entries
+                .into_iter()
+                .find(|decoded| &decoded.entry.name == device)
+                .map(|decoded| decoded.entry.secret))
+        })
+    }
+}
