@@ -66,3 +66,16 @@ pub mod split;
 pub mod sta;
 pub mod store;
 pub mod web;
+
+/// `error: cause: cause`: an error and its sources on one line, for one log
+/// field or message.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -723,20 +723,8 @@ fn refusal_of_route(error: &RouteError) -> Refusal {
         reason,
         label,
         fault,
-        error: Some(error_chain(error)),
+        error: Some(crate::error_chain(error)),
     }
-}
-
-/// `error: cause: cause`, for one log field.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// `text` as a channel ticket; an STA ticket always fits.

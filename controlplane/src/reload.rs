@@ -155,7 +155,7 @@ impl Reloader {
                 );
             }
             Err(error) => {
-                tracing::error!(error = %error_chain(&error), "config_reload_failed");
+                tracing::error!(error = %crate::error_chain(&error), "config_reload_failed");
             }
         }
     }
@@ -221,17 +221,6 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check("ldap", old.ldap != new.ldap);
     check("radius", old.radius != new.radius);
     keys
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

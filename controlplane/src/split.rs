@@ -374,7 +374,7 @@ fn link_turn(listener: &LinkListener, side: &ControlSide, reconciler: &Reconcile
             "data_plane_linked"
         ),
         Ok(None) => {}
-        Err(error) => tracing::warn!(error = %error_chain(&error), "data_plane_link_failed"),
+        Err(error) => tracing::warn!(error = %crate::error_chain(&error), "data_plane_link_failed"),
     }
 }
 
@@ -570,7 +570,7 @@ impl ControlWatch {
                 if self.link_failure_logged.replace(seen) != Some(seen) {
                     tracing::warn!(
                         generation = seen.0,
-                        error = %error_chain(&error),
+                        error = %crate::error_chain(&error),
                         "control_plane_link_failed"
                     );
                 }
@@ -617,18 +617,6 @@ impl std::fmt::Debug for ControlWatch {
             .field("gate", &self.gate.generation())
             .finish_non_exhaustive()
     }
-}
-
-/// `error: cause: cause`, for one log field.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

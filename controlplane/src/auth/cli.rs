@@ -171,7 +171,7 @@ async fn execute(
     let config = load_config(args.config.as_deref(), args.data_dir.as_deref())?;
     let store = Store::open(&config.data_dir)
         .await
-        .map_err(|e| Failure::failed(chain(&e)))?;
+        .map_err(|e| Failure::failed(crate::error_chain(&e)))?;
     let result = match args.command {
         UserCommand::Otp(command) => otp(command, &config, store.clone(), out).await,
         command => users(command, store.clone(), stdin, stdin_is_terminal, out).await,
@@ -235,7 +235,7 @@ async fn otp(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let key = OtpKey::load_or_generate(config.auth.otp_key_file.as_deref(), &config.data_dir)
-        .map_err(|e| Failure::failed(chain(&e)))?;
+        .map_err(|e| Failure::failed(crate::error_chain(&e)))?;
     let devices = OtpDevices::new(store, key, &config.auth.issuer);
     match command {
         OtpCommand::Add { name, device, qr } => {
@@ -243,7 +243,7 @@ async fn otp(
             let enrolment = devices.add(&name, &device).await.map_err(otp_failure)?;
             let uri = enrolment.uri.to_string();
             if let Some(path) = qr {
-                let png = qr_png(&uri).map_err(|e| Failure::failed(chain(&e)))?;
+                let png = qr_png(&uri).map_err(|e| Failure::failed(crate::error_chain(&e)))?;
                 std::fs::write(&path, png).map_err(|e| {
                     Failure::failed(format!("cannot write {}: {e}", path.display()))
                 })?;
@@ -326,25 +326,13 @@ fn device_name(text: &str) -> Result<DeviceName, Failure> {
 }
 
 fn user_failure(error: LocalUserError) -> Failure {
-    Failure::failed(chain(&error))
+    Failure::failed(crate::error_chain(&error))
 }
 
 fn otp_failure(error: OtpError) -> Failure {
-    Failure::failed(chain(&error))
+    Failure::failed(crate::error_chain(&error))
 }
 
 fn say(out: &mut dyn Write, line: &str) -> Result<(), Failure> {
     writeln!(out, "{line}").map_err(|e| Failure::failed(format!("cannot write the output: {e}")))
-}
-
-/// `error: cause: cause`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -41,8 +41,8 @@ use std::time::Duration;
 use gatehouse_channel::{ClientAddr, RedeemKind, SessionId, TicketBytes};
 use gatehouse_wire::Progress;
 use gatehouse_wire::cgp::{
-    BindRequest, BindResponse, Capability, CgpError, MessageNumber, SESSION_RELIABILITY_VERSION,
-    SessionReliability, VARLEN_MAX, decode_connection_preamble, encode_connection_preamble,
+    BindRequest, BindResponse, CgpError, MessageNumber, VARLEN_MAX, decode_connection_preamble,
+    encode_connection_preamble,
 };
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -359,18 +359,8 @@ pub struct ResponseSeen<'a> {
 /// The BIND_RESPONSE that refuses a bind: one session reliability
 /// capability with next message number 0.
 pub fn refused_bind_response(out: &mut Vec<u8>) {
-    let response = BindResponse {
-        capabilities: vec![Capability::SessionReliability(SessionReliability {
-            min_version: SESSION_RELIABILITY_VERSION,
-            max_version: SESSION_RELIABILITY_VERSION,
-            ack_algorithms: SessionReliability::ACK_DELTA,
-            next_message_number: MessageNumber::REFUSED,
-            reconnect_ticket: None,
-            channels: Vec::new(),
-        })],
-    };
     // One fixed-size capability: always encodes.
-    let _ = response.encode(out);
+    let _ = BindResponse::refused().encode(out);
 }
 
 /// Runs the gateway side of a CGP bind on `client` (a stream that detection

@@ -265,6 +265,24 @@ impl<'a> BindRequest<'a> {
     }
 }
 
+impl BindResponse<'static> {
+    /// The BIND_RESPONSE that refuses a bind: one session reliability
+    /// capability with next message number [`MessageNumber::REFUSED`] and no
+    /// reconnect ticket.
+    pub fn refused() -> Self {
+        BindResponse {
+            capabilities: vec![Capability::SessionReliability(SessionReliability {
+                min_version: SESSION_RELIABILITY_VERSION,
+                max_version: SESSION_RELIABILITY_VERSION,
+                ack_algorithms: SessionReliability::ACK_DELTA,
+                next_message_number: MessageNumber::REFUSED,
+                reconnect_ticket: None,
+                channels: Vec::new(),
+            })],
+        }
+    }
+}
+
 impl<'a> BindResponse<'a> {
     /// Reads one BIND_RESPONSE packet from the start of `input`.
     ///

@@ -29,10 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_wire::Progress;
-use gatehouse_wire::cgp::{
-    BindResponse, Capability, MessageNumber, SESSION_RELIABILITY_VERSION, SessionReliability,
-    VARLEN_MAX, decode_connection_preamble,
-};
+use gatehouse_wire::cgp::{BindResponse, MessageNumber, VARLEN_MAX, decode_connection_preamble};
 use gatehouse_wire::ticket::Ticket;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -282,19 +279,9 @@ async fn admit(
 /// Answers BIND_RESPONSE with next message number 0 and no ticket.
 async fn refuse(stream: &mut TcpStream, peer: SocketAddr, reason: &str, fault: &str) {
     tracing::info!(%peer, proto = "cgp", reason, fault, "bind_refused");
-    let response = BindResponse {
-        capabilities: vec![Capability::SessionReliability(SessionReliability {
-            min_version: SESSION_RELIABILITY_VERSION,
-            max_version: SESSION_RELIABILITY_VERSION,
-            ack_algorithms: SessionReliability::ACK_DELTA,
-            next_message_number: MessageNumber::REFUSED,
-            reconnect_ticket: None,
-            channels: Vec::new(),
-        })],
-    };
     let mut out = Vec::new();
     // Invariant: one fixed-size capability always encodes.
-    let _ = response.encode(&mut out);
+    let _ = BindResponse::refused().encode(&mut out);
     let _ = tokio::io::AsyncWriteExt::write_all(stream, &out).await;
     let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
 }
