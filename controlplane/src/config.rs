@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::catalog::BrokerSection;
 use crate::ldap::LdapSection;
 use crate::login::LoginSection;
+use crate::policy::PolicySection;
 use crate::push::PushSection;
 use crate::radius::RadiusSection;
 use crate::sta::StaLimits;
@@ -69,6 +70,9 @@ pub struct Config {
     /// (`[[broker.groups]]`, `[[broker.desktops]]`, `[[broker.resources]]`,
     /// `[[broker.assignments]]`). See [`BrokerSection`].
     pub broker: BrokerSection,
+    /// Access policies for launches and server-to-client flows
+    /// (`[[policy.rules]]`). See [`PolicySection`].
+    pub policy: PolicySection,
 }
 
 impl Default for Config {
@@ -85,6 +89,7 @@ impl Default for Config {
             push: PushSection::default(),
             login: LoginSection::default(),
             broker: BrokerSection::default(),
+            policy: PolicySection::default(),
         }
     }
 }
@@ -604,6 +609,9 @@ impl Config {
         self.push.validate()?;
         self.login.validate(&self.radius)?;
         self.broker
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.policy
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())

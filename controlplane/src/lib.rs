@@ -56,6 +56,7 @@ pub mod config;
 pub mod ldap;
 pub mod login;
 pub mod metrics;
+pub mod policy;
 pub mod push;
 pub mod radius;
 pub mod reconnect;
