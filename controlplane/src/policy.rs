@@ -23,9 +23,11 @@
 //! for and the time, so it is tested without sockets or clocks.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 /// Most rules in `[policy]`.
@@ -413,6 +415,30 @@ impl Policies {
     }
 }
 
+/// The running policies, shared by everything that decides (store front,
+/// XML broker, server-to-client flows) and replaced as a whole by a reload
+/// or an API change: a decision in flight keeps the snapshot it started
+/// with, the next one sees the new rules.
+#[derive(Debug, Clone, Default)]
+pub struct SharedPolicies(Arc<RwLock<Arc<Policies>>>);
+
+impl SharedPolicies {
+    /// Shares `policies`.
+    pub fn new(policies: Policies) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(policies))))
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<Policies> {
+        self.0.read().clone()
+    }
+
+    /// Replaces the rules for every later decision.
+    pub fn replace(&self, policies: Policies) {
+        *self.0.write() = Arc::new(policies);
+    }
+}
+
 /// Whether `net` holds `ip`, treating an IPv4-mapped IPv6 address as IPv4.
 fn net_contains(net: &IpNet, ip: IpAddr) -> bool {
     let ip = match ip {
@@ -679,6 +705,25 @@ mod tests {
         assert_eq!(
             policies.filters(&alice("192.0.2.1"), monday_at(12, 0)),
             vec!["finance-deny".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_replaced_policy_set_decides_later_evaluations_only() {
+        let shared = SharedPolicies::default();
+        let before = shared.current();
+        shared.replace(Policies::new(section(vec![rule("none", Action::Deny)])));
+        let now = monday_at(12, 0);
+        assert!(
+            before
+                .evaluate(&alice("10.0.0.1"), &launch("x"), now)
+                .allowed()
+        );
+        assert!(
+            !shared
+                .current()
+                .evaluate(&alice("10.0.0.1"), &launch("x"), now)
+                .allowed()
         );
     }
 
