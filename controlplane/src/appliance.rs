@@ -48,6 +48,7 @@ use tokio::task::JoinHandle;
 use crate::admin;
 use crate::certificate::{self, CertificateError, GatewayCertificate};
 use crate::config::{self, Config, ConfigError, EngineSection};
+use crate::policy::{Policies, SharedPolicies};
 use crate::reconnect::{KEEPER_PERIOD, ReconnectTable};
 use crate::redeem::{
     self, DEFAULT_RESOLVE_TIMEOUT, HEARTBEAT_PERIOD, RedeemService, SystemResolver,
@@ -348,7 +349,8 @@ async fn serve(config: Config, loader: reload::Loader) -> Result<(), RunError> {
     })
     .await??;
     let reloader = reload::Reloader::new(loader, config.clone(), acceptor)
-        .with_sta_router(control.sta_router().clone());
+        .with_sta_router(control.sta_router().clone())
+        .with_policies(control.policies().clone());
     control.spawn_all([reload::spawn_on_sighup(reloader).map_err(RunError::Runtime)?]);
     let gateway_addr = engine
         .local_addrs()
@@ -392,6 +394,7 @@ pub struct ControlPlane {
     reconnects: Arc<ReconnectTable>,
     admin: Admin,
     web_stop: tokio::sync::watch::Sender<bool>,
+    policies: SharedPolicies,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -469,13 +472,22 @@ impl ControlPlane {
             login.sessions().clone(),
             crate::login::session::SWEEP_PERIOD,
         )));
+        // One set of access policies for every decision (store front, XML
+        // broker, AuthService); a reload replaces it in place.
+        let policies = SharedPolicies::new(Policies::new(config.policy.clone()));
+        let broker =
+            crate::broker::Broker::from_config(config, sta.clone(), store, policies.clone())
+                .await?;
+        let web_state = web::WebState::new(login).with_store(web::storefront::StoreFront::new(
+            broker.clone(),
+            &config.gateway,
+        ));
         let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
         background.push(tokio::spawn(web::serve(
             web_listener,
-            web::router_with(Arc::new(web::WebState::new(login)), devices),
+            web::router_with(Arc::new(web_state), devices),
             web_stopped,
         )));
-        let broker = crate::broker::Broker::from_config(config, sta.clone(), store).await?;
         let admin = Admin::start(config.admin.listen, sta, sessions.clone(), broker).await?;
         Ok(Self {
             router,
@@ -483,8 +495,15 @@ impl ControlPlane {
             reconnects,
             admin,
             web_stop,
+            policies,
             background,
         })
+    }
+
+    /// The access policies every launch decision reads; a reload replaces
+    /// them ([`reload::Reloader::with_policies`]).
+    pub fn policies(&self) -> &SharedPolicies {
+        &self.policies
     }
 
     /// The STA router (local STA and remote map) the redeem services share.

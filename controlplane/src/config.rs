@@ -116,8 +116,56 @@ pub struct GatewaySection {
     /// ticket still resumes the session, in seconds (1..=86400). Default
     /// 180. Past it the ticket is revoked and a resume is refused.
     pub reconnect_window_secs: u64,
+    /// The gateway as clients reach it, `host:port` (a DNS name, an IPv4
+    /// address or a bracketed IPv6 address): the `SSLProxyHost` of the
+    /// store front's `.ica` files. Default: none, and each file names the
+    /// `Host` the client's request reached (port 443 when it has none),
+    /// or `listen` when the request has no usable `Host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<String>,
+    /// Session reliability: launch files name the worker's CGP port
+    /// (`CGPAddress`) and send the ticket inside CGP
+    /// (`CGPSecurityTicket=On`, `SessionReliabilityTTL` =
+    /// `reconnect_window_secs`) when the worker registered a CGP address.
+    /// Default `true`.
+    pub session_reliability: bool,
     /// The certificate of the listener.
     pub tls: TlsSection,
+}
+
+impl GatewaySection {
+    /// `public_address` as host and port, `None` when unset.
+    ///
+    /// Errors: the value is not `host:port` (the message says why).
+    pub fn public_host_port(&self) -> Result<Option<(String, u16)>, String> {
+        self.public_address
+            .as_deref()
+            .map(|text| {
+                split_host_port(text).ok_or_else(|| {
+                    format!(
+                        "invalid address {text:?}, expected host:port (e.g. gw.example.com:443)"
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` for IPv6): a host of letters, digits,
+/// `-`, `.`, `_` (or a bracketed IPv6 address) and a port 1 to 65535.
+pub fn split_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let valid = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
+    valid.then(|| (host.to_owned(), port))
 }
 
 impl Default for GatewaySection {
@@ -128,6 +176,8 @@ impl Default for GatewaySection {
             detect_timeout_ms: 5_000,
             handshake_timeout_ms: 10_000,
             reconnect_window_secs: 180,
+            public_address: None,
+            session_reliability: true,
             tls: TlsSection::default(),
         }
     }
@@ -524,6 +574,9 @@ impl Config {
             1,
             86_400,
         )?;
+        if let Err(message) = gateway.public_host_port() {
+            return invalid("gateway.public_address", message);
+        }
         match (&gateway.tls.cert, &gateway.tls.key) {
             (Some(_), None) => {
                 return invalid(

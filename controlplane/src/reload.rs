@@ -11,6 +11,9 @@
 //!   or the generated pair in `<data_dir>/tls/`): new handshakes on every
 //!   core present it, established sessions keep theirs (see
 //!   `gatehouse_engine::tls::TlsAcceptor::replace_certificate`);
+//! - the access policies (`[policy]`): the next launch decision, listing
+//!   and SmartAccess answer sees the new rules, one in flight keeps the
+//!   snapshot it started with ([`crate::policy::SharedPolicies::replace`]);
 //!
 //! and each changed key that needs a restart is named in one
 //! `config_reload_restart_needed` event (`keys`, comma-separated): listen
@@ -27,6 +30,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::certificate::{self, CertificateError};
 use crate::config::{Config, ConfigError};
+use crate::policy::{Policies, SharedPolicies};
 use crate::sta::http::{RemoteError, StaRouter};
 
 /// Reads and validates the configuration again (the file and the
@@ -58,6 +62,8 @@ pub struct Applied {
     /// `[sta.remote]` (or its timeout) changed and the router uses the new
     /// map.
     pub sta_remotes_replaced: bool,
+    /// `[policy]` changed and the running policies were replaced.
+    pub policies_replaced: bool,
     /// Changed keys that take effect only after a restart.
     pub restart_needed: Vec<&'static str>,
 }
@@ -68,6 +74,7 @@ pub struct Reloader {
     current: Config,
     tls: Option<Arc<TlsAcceptor>>,
     sta: Option<StaRouter>,
+    policies: Option<SharedPolicies>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -76,6 +83,7 @@ impl std::fmt::Debug for Reloader {
             .field("current", &self.current)
             .field("tls", &self.tls.is_some())
             .field("sta", &self.sta.is_some())
+            .field("policies", &self.policies.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +98,16 @@ impl Reloader {
             current,
             tls,
             sta: None,
+            policies: None,
         }
+    }
+
+    /// The same reloader, also replacing the running access policies
+    /// `policies` (shared by the store front and the broker) when
+    /// `[policy]` changed.
+    pub fn with_policies(mut self, policies: SharedPolicies) -> Self {
+        self.policies = Some(policies);
+        self
     }
 
     /// The same reloader, also replacing the remote STA map of `router`
@@ -129,10 +146,19 @@ impl Reloader {
             router.replace_remotes(&fresh.sta)?;
             sta_remotes_replaced = true;
         }
+        let mut policies_replaced = false;
+        if let Some(policies) = &self.policies
+            && fresh.policy != self.current.policy
+        {
+            // The loader validated the section.
+            policies.replace(Policies::new(fresh.policy.clone()));
+            policies_replaced = true;
+        }
         self.current = fresh;
         Ok(Applied {
             certificate_replaced,
             sta_remotes_replaced,
+            policies_replaced,
             restart_needed,
         })
     }
@@ -150,6 +176,7 @@ impl Reloader {
                 tracing::info!(
                     certificate_replaced = applied.certificate_replaced,
                     sta_remotes_replaced = applied.sta_remotes_replaced,
+                    policies_replaced = applied.policies_replaced,
                     restart_needed = keys,
                     "config_reloaded"
                 );
@@ -204,6 +231,14 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(
         "gateway.reconnect_window_secs",
         old.gateway.reconnect_window_secs != new.gateway.reconnect_window_secs,
+    );
+    check(
+        "gateway.public_address",
+        old.gateway.public_address != new.gateway.public_address,
+    );
+    check(
+        "gateway.session_reliability",
+        old.gateway.session_reliability != new.gateway.session_reliability,
     );
     check("admin.listen", old.admin.listen != new.admin.listen);
     check("engine.cores", old.engine.cores != new.engine.cores);
@@ -268,7 +303,59 @@ mod tests {
         let applied = reloader.reload().unwrap();
         assert!(!applied.certificate_replaced);
         assert!(!applied.sta_remotes_replaced);
+        assert!(!applied.policies_replaced);
         assert_eq!(applied.restart_needed, vec!["admin.listen"]);
         assert_eq!(reloader.current(), &next);
+    }
+
+    #[test]
+    fn a_reload_replaces_the_policies_that_new_launches_see() {
+        use crate::policy::{Action, PolicyRule, Subject, Target, TargetKind};
+
+        let mut next = Config::default();
+        next.policy.rules.push(PolicyRule {
+            name: "no-finance".to_owned(),
+            action: Action::Deny,
+            applies_to: Default::default(),
+            resources: vec!["Finance".to_owned()],
+            users: Vec::new(),
+            groups: Vec::new(),
+            clients: Vec::new(),
+            locations: Vec::new(),
+            days: Vec::new(),
+            hours: None,
+        });
+        let loaded = next.clone();
+        let loader: Loader = Arc::new(move || Ok(loaded.clone()));
+        let shared = SharedPolicies::default();
+        let before = shared.current();
+        let mut reloader =
+            Reloader::new(loader, Config::default(), None).with_policies(shared.clone());
+        let subject = Subject {
+            user: "alice",
+            groups: &[],
+            client: None,
+        };
+        let finance = Target {
+            kind: TargetKind::Launch,
+            resource: "Finance",
+            location: None,
+        };
+        let now = std::time::SystemTime::now();
+        assert!(shared.current().evaluate(&subject, &finance, now).allowed());
+        let applied = reloader.reload().unwrap();
+        assert!(applied.policies_replaced);
+        assert!(
+            applied.restart_needed.is_empty(),
+            "{:?}",
+            applied.restart_needed
+        );
+        let verdict = shared.current().evaluate(&subject, &finance, now);
+        assert!(!verdict.allowed());
+        assert_eq!(verdict.rule.as_deref(), Some("no-finance"));
+        // A decision in flight keeps its snapshot.
+        assert!(before.evaluate(&subject, &finance, now).allowed());
+        // The same section again replaces nothing.
+        assert!(!reloader.reload().unwrap().policies_replaced);
     }
 }

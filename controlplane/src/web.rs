@@ -12,10 +12,13 @@
 //! Pages ([`router`]): `GET /` redirects to `/vpn/index.html`, the login
 //! page; the login flow of PROTOCOLS.md §7 ([`flow`]: `/cgi/login`,
 //! `/cgi/dlge`, the push wait `/cgi/pushwait` and `/cgi/pushresend`,
-//! `/cgi/setclient`, `/vpns/cvpnpage.html`, the home page,
-//! `/cgi/logout`) over [`crate::login::Login`]; `/manageotp`
-//! ([`manageotp`]). Pages are rendered on the server ([`pages`]) as plain
-//! forms. Every request logs one `web_request` event (`peer`, `tls`,
+//! `/cgi/setclient`, `/vpns/cvpnpage.html`, `/cgi/logout`) over
+//! [`crate::login::Login`]; `/manageotp` ([`manageotp`]); the store front
+//! ([`storefront`]: the home page's launch list, `/cgi/resources`,
+//! `/cgi/launch` answering `.ica` files) over [`crate::broker::Broker`];
+//! the store's SSO callback `POST /CitrixAuthService/AuthService.asmx`
+//! ([`authservice`]). Pages are rendered on the server ([`pages`]) as
+//! plain forms. Every request logs one `web_request` event (`peer`, `tls`,
 //! `method`, `path`, `status`). A connection whose header is missing,
 //! malformed or late is closed with a `web_refused` event; it never
 //! reaches the router.
@@ -24,10 +27,12 @@
 //! [`WebState`] and passes the socket's path to the engine
 //! ([`gatehouse_engine::WebForward`]).
 
+pub mod authservice;
 pub mod cookies;
 pub mod flow;
 pub mod manageotp;
 pub mod pages;
+pub mod storefront;
 
 use std::collections::HashMap;
 use std::io;
@@ -77,12 +82,15 @@ pub const MAX_BODY_BYTES: usize = 16 * 1_024;
 /// Most QR images of new devices kept at once.
 pub const MAX_QR_IMAGES: usize = 1_024;
 
-/// What the handlers share: the login service and the QR images of new
-/// devices.
+/// What the handlers share: the login service, the store front and the
+/// QR images of new devices.
 #[derive(Debug)]
 pub struct WebState {
     /// The login decisions, sessions and devices.
     pub login: Arc<Login>,
+    /// The store front (`None`: nothing is published; the home page says
+    /// so and launches are refused).
+    pub store: Option<storefront::StoreFront>,
     qr: Mutex<HashMap<String, QrImage>>,
 }
 
@@ -99,8 +107,15 @@ impl WebState {
     pub fn new(login: Arc<Login>) -> Self {
         Self {
             login,
+            store: None,
             qr: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same state with the store front `store`.
+    pub fn with_store(mut self, store: storefront::StoreFront) -> Self {
+        self.store = Some(store);
+        self
     }
 
     fn put_qr(&self, id: String, image: QrImage) {
@@ -170,7 +185,10 @@ pub fn router_with(state: Arc<WebState>, devices: Router) -> Router {
         .route("/cgi/pushresend", post(flow::push_resend))
         .route("/cgi/setclient", get(flow::setclient))
         .route("/vpns/cvpnpage.html", get(flow::cvpnpage))
-        .route(HOME_PAGE, get(flow::home))
+        .route(HOME_PAGE, get(storefront::home))
+        .route(storefront::RESOURCES_PATH, get(storefront::resources))
+        .route(storefront::LAUNCH_PATH, post(storefront::launch))
+        .route(authservice::PATH, post(authservice::get_access_information))
         .route("/cgi/logout", get(flow::logout))
         .route("/manageotp", get(manageotp::show))
         .route("/manageotp/add", post(manageotp::add))

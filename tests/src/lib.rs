@@ -16,6 +16,7 @@
 //! - [`webdriver::Chrome`] is headless Chromium driven through the real
 //!   `chromedriver`; [`push_device::PushDevice`] runs `push-device serve`
 //!   (the user's phone for push approval).
+//! - [`slapd::Slapd`] is a real OpenLDAP directory seeded per test.
 //! - [`socks`] is a SOCKSv5 client over TLS (rustls, trusting only the
 //!   certificate the gateway generated) or plain TCP.
 //!
@@ -46,6 +47,7 @@ pub mod bins;
 pub mod gatehouse;
 pub mod process;
 pub mod push_device;
+pub mod slapd;
 pub mod socks;
 pub mod sta;
 pub mod temp;

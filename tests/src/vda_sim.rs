@@ -25,9 +25,32 @@ impl VdaSim {
     /// Starts the sim on an ephemeral loopback port and waits (bounded) for
     /// its announce line.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`VdaSim::start`], registered with the broker on the internal
+    /// listener `admin` as worker `name` reporting load index `load`,
+    /// heartbeating every second (`vda-sim --register`).
+    pub fn start_registered(admin: SocketAddr, name: &str, load: u32) -> Self {
+        let url = format!("http://{admin}");
+        let load = load.to_string();
+        Self::start_with(&[
+            "--register",
+            &url,
+            "--worker-name",
+            name,
+            "--heartbeat-secs",
+            "1",
+            "--load",
+            &load,
+        ])
+    }
+
+    fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(bins::vda_sim())
             .args(["--ica-listen", "127.0.0.1:0", "--cgp-listen", "127.0.0.1:0"])
             .arg("--announce")
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

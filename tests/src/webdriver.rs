@@ -50,6 +50,16 @@ impl Chrome {
     /// the certificate in `certificate` (PEM). Panics with a clear message
     /// when `chromedriver` or `chromium` is missing.
     pub fn start(certificate: &Path) -> Self {
+        Self::start_with(certificate, None)
+    }
+
+    /// [`Chrome::start`], saving downloads into `downloads` without asking
+    /// (Chromium's `download.default_directory` preference).
+    pub fn start_downloading(certificate: &Path, downloads: &Path) -> Self {
+        Self::start_with(certificate, Some(downloads))
+    }
+
+    fn start_with(certificate: &Path, downloads: Option<&Path>) -> Self {
         assert!(
             Path::new(CHROMIUM).is_file(),
             "{CHROMIUM} is missing: apt-get install chromium chromium-driver (.ci/run does)"
@@ -86,12 +96,20 @@ impl Chrome {
             format!("--user-data-dir={}", profile.path().display()),
             format!("--ignore-certificate-errors-spki-list={spki}"),
         ];
+        let mut options = json!({ "binary": CHROMIUM, "args": args });
+        if let Some(downloads) = downloads {
+            options["prefs"] = json!({
+                "download.default_directory": downloads.display().to_string(),
+                "download.prompt_for_download": false,
+                "download.directory_upgrade": true,
+            });
+        }
         let capabilities = json!({
             "capabilities": {
                 "alwaysMatch": {
                     "browserName": "chrome",
                     "pageLoadStrategy": "normal",
-                    "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+                    "goog:chromeOptions": options,
                     "timeouts": {
                         "pageLoad": TIMEOUT.as_millis() as u64,
                         "script": TIMEOUT.as_millis() as u64,

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 
 use crate::auth::local::LocalUsers;
 use crate::ldap::{DirectoryError, PasswordDirectory};
+use crate::policy::{SharedPolicies, Subject, Target, TargetKind, Verdict};
 use crate::sta::http::SharedSta;
 use crate::sta::{CgpAddress, StaError, TicketData, TicketKind, WorkerAddr, XData};
 use crate::store::{Store, StoreError};
@@ -95,6 +96,12 @@ pub enum LaunchError {
     /// The assignment could not be stored.
     #[error("cannot store the assignment")]
     Store(#[source] StoreError),
+    /// An access policy denies the resource to the user.
+    #[error("denied by {reason}")]
+    Denied {
+        /// `rule NAME` or `default` ([`Verdict::reason`]).
+        reason: String,
+    },
 }
 
 impl LaunchError {
@@ -102,7 +109,7 @@ impl LaunchError {
     pub fn error_id(&self) -> ErrorId {
         match self {
             Self::Refused(Refused::Overloaded) => ErrorId::MfServerOverloaded,
-            Self::Refused(_) | Self::Power(_) => ErrorId::NoServer,
+            Self::Refused(_) | Self::Power(_) | Self::Denied { .. } => ErrorId::NoServer,
             Self::Store(_) => ErrorId::ServiceUnavailable,
         }
     }
@@ -157,6 +164,7 @@ struct Inner {
     sta: SharedSta,
     directory: Arc<dyn PasswordDirectory>,
     store: Option<Store>,
+    policies: SharedPolicies,
 }
 
 impl std::fmt::Debug for Broker {
@@ -186,14 +194,17 @@ pub enum BrokerStartError {
 
 impl Broker {
     /// The broker of `config`: its `[broker]` catalog, assignments kept in
-    /// `store` (the control plane's one handle), passwords checked by LDAP when `ldap.url` is set, else by
-    /// the local user directory.
+    /// `store` (the control plane's one handle), passwords checked by LDAP
+    /// when `ldap.url` is set, else by the local user directory; launches
+    /// decided by `policies` (built once from `[policy]` and shared with
+    /// the store front and the reload).
     ///
     /// Errors: [`BrokerStartError`].
     pub async fn from_config(
         config: &crate::config::Config,
         sta: SharedSta,
         store: Store,
+        policies: SharedPolicies,
     ) -> Result<Self, BrokerStartError> {
         let directory: Arc<dyn PasswordDirectory> = match config.ldap.settings()? {
             Some(settings) => Arc::new(crate::ldap::LdapDirectory::new(settings)),
@@ -207,19 +218,21 @@ impl Broker {
                 )))
             }
         };
-        Ok(Self::new(
+        Ok(Self::with_policies(
             Catalog::new(config.broker.clone()),
             BrokerTimings::of(&config.broker),
             sta,
             directory,
             Some(store),
+            policies,
         )
         .await?)
     }
 
     /// A broker over `catalog`, issuing tickets from `sta` and checking
     /// passwords with `directory`; permanent assignments are loaded from and
-    /// stored in `store` (kept in memory only without one).
+    /// stored in `store` (kept in memory only without one). No access
+    /// policy: every entitled launch is allowed.
     ///
     /// Errors: [`StoreError`] when the stored assignments cannot be read.
     pub async fn new(
@@ -228,6 +241,29 @@ impl Broker {
         sta: SharedSta,
         directory: Arc<dyn PasswordDirectory>,
         store: Option<Store>,
+    ) -> Result<Self, StoreError> {
+        Self::with_policies(
+            catalog,
+            timings,
+            sta,
+            directory,
+            store,
+            SharedPolicies::default(),
+        )
+        .await
+    }
+
+    /// [`Broker::new`] with launches decided by `policies` as well: a
+    /// denied resource is not listed and its launch is refused.
+    ///
+    /// Errors: [`StoreError`] when the stored assignments cannot be read.
+    pub async fn with_policies(
+        catalog: Catalog,
+        timings: BrokerTimings,
+        sta: SharedSta,
+        directory: Arc<dyn PasswordDirectory>,
+        store: Option<Store>,
+        policies: SharedPolicies,
     ) -> Result<Self, StoreError> {
         let mut permanent: BTreeMap<WorkerName, std::collections::BTreeSet<String>> =
             BTreeMap::new();
@@ -268,8 +304,37 @@ impl Broker {
                 sta,
                 directory,
                 store,
+                policies,
             }),
         })
+    }
+
+    /// The access policies launches are decided by.
+    pub fn policies(&self) -> &SharedPolicies {
+        &self.inner.policies
+    }
+
+    /// The access policies' decision on `who` launching `resource` (its
+    /// configured name) now.
+    pub fn verdict(&self, who: &Who, resource: &str) -> Verdict {
+        self.inner.policies.current().evaluate(
+            &subject(who),
+            &Target {
+                kind: TargetKind::Launch,
+                resource,
+                location: None,
+            },
+            SystemTime::now(),
+        )
+    }
+
+    /// The SmartAccess filters of `who` now: the names of the policy rules
+    /// whose user, group, client and time conditions hold.
+    pub fn filters(&self, who: &Who) -> Vec<String> {
+        self.inner
+            .policies
+            .current()
+            .filters(&subject(who), SystemTime::now())
     }
 
     /// The catalog.
@@ -387,12 +452,24 @@ impl Broker {
         }
     }
 
-    /// The resources `who` may launch.
+    /// The resources `who` may launch: those the catalog entitles them to,
+    /// minus those an access policy denies them now.
     pub fn resources(&self, who: &Who) -> Vec<AppEntry> {
+        let policies = self.inner.policies.current();
+        let subject = subject(who);
+        let now = SystemTime::now();
         self.inner
             .catalog
             .visible(who)
             .into_iter()
+            .filter(|r| {
+                let target = Target {
+                    kind: TargetKind::Launch,
+                    resource: &r.name,
+                    location: None,
+                };
+                policies.evaluate(&subject, &target, now).allowed()
+            })
             .map(|r| AppEntry {
                 name: r.name.clone(),
                 display: r.display.clone().unwrap_or_else(|| r.name.clone()),
@@ -406,7 +483,28 @@ impl Broker {
     /// the assignment, powers the worker on and waits for it if needed.
     ///
     /// Errors: [`LaunchError`].
+    /// An access policy is checked first: a denied launch logs
+    /// `launch_denied` (`user`, `resource`, `rule`) and fails with
+    /// [`LaunchError::Denied`].
     pub async fn launch(&self, who: &Who, resource: &str) -> Result<Chosen, LaunchError> {
+        let configured = self
+            .inner
+            .catalog
+            .resource(resource)
+            .map_or(resource, |r| r.name.as_str());
+        let verdict = self.verdict(who, configured);
+        if !verdict.allowed() {
+            crate::metrics::broker_decision("denied");
+            tracing::info!(
+                user = %who.user,
+                resource = configured,
+                rule = verdict.rule.as_deref().unwrap_or("default"),
+                "launch_denied"
+            );
+            return Err(LaunchError::Denied {
+                reason: verdict.reason(),
+            });
+        }
         let decision = {
             let state = self.inner.state.lock();
             let snapshot = state.registry.snapshot(Instant::now());
@@ -643,8 +741,20 @@ impl Broker {
     }
 }
 
+/// The policy subject of `who`.
+fn subject(who: &Who) -> Subject<'_> {
+    Subject {
+        user: &who.user,
+        groups: &who.groups,
+        client: who.client_ip,
+    }
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests;

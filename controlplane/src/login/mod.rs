@@ -1037,9 +1037,10 @@ impl Login {
         user: &UserInfo,
         scope: Scope,
     ) -> LoginReply {
+        let groups: Vec<String> = user.groups.iter().map(|g| g.name.clone()).collect();
         match self
             .sessions
-            .create(&user.login, &user.name, &user.dn, scope)
+            .create(&user.login, &user.name, &user.dn, &groups, scope)
             .await
         {
             Ok(token) => {

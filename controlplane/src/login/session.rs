@@ -111,6 +111,9 @@ pub struct WebSession {
     pub dn: String,
     /// What it may do.
     pub scope: Scope,
+    /// The directory groups the user had at login (empty for the local
+    /// directory); launches and SmartAccess filters are decided on them.
+    pub groups: Vec<String>,
 }
 
 /// The session table in the store, with its timeouts.
@@ -132,7 +135,8 @@ impl Sessions {
         }
     }
 
-    /// Creates a session for `user`; returns its cookie value.
+    /// Creates a session for `user`, a member of the directory `groups`;
+    /// returns its cookie value.
     ///
     /// Errors: [`SessionError`].
     pub async fn create(
@@ -140,6 +144,7 @@ impl Sessions {
         user: &str,
         display_name: &str,
         dn: &str,
+        groups: &[String],
         scope: Scope,
     ) -> Result<SessionToken, SessionError> {
         let token = SessionToken::generate().map_err(SessionError::Random)?;
@@ -150,6 +155,7 @@ impl Sessions {
                 display_name: display_name.to_owned(),
                 dn: dn.to_owned(),
                 scope: scope.as_str().to_owned(),
+                groups: groups.to_vec(),
                 created_at: 0,
                 last_seen: 0,
             })
@@ -179,6 +185,7 @@ impl Sessions {
             } else {
                 Scope::Enrol
             },
+            groups: record.groups,
         }))
     }
 

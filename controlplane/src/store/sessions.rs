@@ -18,6 +18,9 @@ pub struct WebSessionRecord {
     pub dn: String,
     /// `full` or `enrol`.
     pub scope: String,
+    /// The user's directory groups at login (empty for the local
+    /// directory).
+    pub groups: Vec<String>,
     /// Unix seconds of the login.
     pub created_at: i64,
     /// Unix seconds of the last request.
@@ -34,8 +37,8 @@ impl Store {
         let now = unix_now();
         let done = sqlx::query(
             "INSERT INTO web_sessions \
-             (token_hash, user_name, display_name, dn, scope, created_at, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (token_hash) DO NOTHING",
+             (token_hash, user_name, display_name, dn, scope, created_at, last_seen, groups_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT (token_hash) DO NOTHING",
         )
         .bind(&record.token_hash)
         .bind(&record.user_name)
@@ -43,6 +46,7 @@ impl Store {
         .bind(&record.dn)
         .bind(&record.scope)
         .bind(now)
+        .bind(serde_json::to_string(&record.groups).unwrap_or_else(|_| "[]".to_owned()))
         .execute(self.pool())
         .await?;
         if done.rows_affected() == 0 {
@@ -67,8 +71,8 @@ impl Store {
         seen_after: i64,
     ) -> Result<Option<WebSessionRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT token_hash, user_name, display_name, dn, scope, created_at, last_seen \
-             FROM web_sessions WHERE token_hash = $1",
+            "SELECT token_hash, user_name, display_name, dn, scope, created_at, last_seen, \
+             groups_json FROM web_sessions WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(self.pool())
@@ -84,6 +88,9 @@ impl Store {
             scope: row.try_get("scope")?,
             created_at: row.try_get("created_at")?,
             last_seen: row.try_get("last_seen")?,
+            // A value this code did not write reads as no groups.
+            groups: serde_json::from_str(&row.try_get::<String, _>("groups_json")?)
+                .unwrap_or_default(),
         };
         if record.created_at <= created_after || record.last_seen <= seen_after {
             self.delete_web_session(token_hash).await?;

@@ -1,6 +1,7 @@
 //! The login endpoints of PROTOCOLS.md §7 over [`crate::login::Login`]:
-//! `/cgi/login`, `/cgi/dlge`, `/cgi/pushwait`, `/cgi/pushresend`, `/cgi/setclient`, `/vpns/cvpnpage.html`,
-//! the home page and `/cgi/logout`.
+//! `/cgi/login`, `/cgi/dlge`, `/cgi/pushwait`, `/cgi/pushresend`, `/cgi/setclient`, `/vpns/cvpnpage.html`
+//! and `/cgi/logout` (the home page is the store front's,
+//! [`super::storefront`]).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::cookies::{self, ERROR, LOGIN_FAILED, PENDING, SESSION};
 use super::pages;
 use super::{HOME_PAGE, LOGIN_PAGE, WebClient, WebState};
-use crate::login::{LoginForm, LoginReply, Scope, SessionToken, WebSession};
+use crate::login::{LoginForm, LoginReply, SessionToken, WebSession};
 
 /// Where a successful login is sent first (the seed's "set client").
 pub const SETCLIENT: &str = "/cgi/setclient?cvpn";
@@ -201,18 +202,6 @@ pub async fn setclient(State(state): State<Arc<WebState>>, headers: HeaderMap) -
 pub async fn cvpnpage(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     match session(&state, &headers).await {
         Some(_) => redirect(HOME_PAGE, &[]),
-        None => redirect(LOGIN_PAGE, &[]),
-    }
-}
-
-/// The home page.
-pub async fn home(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
-    match session(&state, &headers).await {
-        Some(session) => page(
-            StatusCode::OK,
-            pages::home(&session.display_name, session.scope == Scope::Enrol),
-            &[],
-        ),
         None => redirect(LOGIN_PAGE, &[]),
     }
 }

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::broker::nfuse::AppEntry;
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -125,26 +127,62 @@ pub fn challenge(prompt: &str, error: Option<&str>) -> String {
     layout("Gatehouse: verification", &body)
 }
 
-/// The user's home page (the store front of a later issue fills it).
-pub fn home(display_name: &str, enrol_only: bool) -> String {
+/// The user's home page: the welcome, then (for a full session) the
+/// store front's launch forms, one per entry of `apps` (`None`: no store
+/// front), each posting `csrf` and `resource` to `/cgi/launch`.
+pub fn home(display_name: &str, enrol_only: bool, apps: Option<&[AppEntry]>, csrf: &str) -> String {
     let mut body = String::new();
     let _ = writeln!(
         body,
         "<p id=\"welcome\">Welcome, <span id=\"user\">{}</span>.</p>",
         escape(display_name)
     );
-    if enrol_only {
-        body.push_str(
+    match (enrol_only, apps) {
+        (true, _) => body.push_str(
             "<p class=\"info\" id=\"info\">Register an authenticator, then log on again with its code.</p>\n",
-        );
-    } else {
-        body.push_str("<p id=\"apps\">Your applications will appear here.</p>\n");
+        ),
+        (false, None) => body.push_str(
+            "<p id=\"apps\">Your applications and desktops: none are published here.</p>\n",
+        ),
+        (false, Some([])) => {
+            body.push_str("<p id=\"apps\">Your applications and desktops: none yet.</p>\n");
+        }
+        (false, Some(apps)) => {
+            body.push_str("<h2>Your applications and desktops</h2>\n<ul id=\"apps\">\n");
+            for app in apps {
+                let kind = if app.desktop { "desktop" } else { "app" };
+                let _ = writeln!(
+                    body,
+                    "<li class=\"{kind}\"><form method=\"post\" action=\"/cgi/launch\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<input type=\"hidden\" name=\"resource\" value=\"{}\">\
+<button type=\"submit\" class=\"launch\" data-resource=\"{}\">{}</button></form>{}</li>",
+                    escape(csrf),
+                    escape(&app.name),
+                    escape(&app.name),
+                    escape(&app.display),
+                    app.description
+                        .as_deref()
+                        .map(|d| format!(" <span class=\"description\">{}</span>", escape(d)))
+                        .unwrap_or_default(),
+                );
+            }
+            body.push_str("</ul>\n");
+        }
     }
     body.push_str(
         "<ul>\n<li><a href=\"/manageotp\">Manage authenticators</a></li>\n\
 <li><a href=\"/cgi/logout\">Log off</a></li>\n</ul>\n",
     );
     layout("Gatehouse: home", &body)
+}
+
+/// A launch that did not happen: `message`, and the way back.
+pub fn launch_error(message: &str) -> String {
+    let mut body = String::new();
+    notice(&mut body, "error", Some(message));
+    body.push_str("<p><a href=\"/vpns/home.html\">Back to your applications</a></p>\n");
+    layout("Gatehouse: launch", &body)
 }
 
 /// `/manageotp`: the devices with remove forms, the test form, the add
