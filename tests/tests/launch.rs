@@ -325,6 +325,17 @@ fn a_shared_desktop_launches_on_the_least_busy_worker_and_a_denied_one_never() {
     assert_eq!(launched_on(&mut gatehouse, "Pool"), "pool-idle");
     let idle_ica = idle.ica().to_string();
     gatehouse.wait_for_event("ticket_redeemed", &[("worker", &idle_ica)]);
+    // The worker learns who logs on from the file's logon ticket, once.
+    let logon = launch
+        .logon_ticket
+        .clone()
+        .expect("a LogonTicket in the file");
+    let body = format!(r#"{{"version":1,"worker":"pool-idle","ticket":"{logon}"}}"#);
+    let (status, answer) = http(admin, "POST", "/broker/v1/logon", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(r#""user":"alice""#), "{answer}");
+    let (status, _) = http(admin, "POST", "/broker/v1/logon", &body);
+    assert_eq!(status, 404, "a logon ticket is single-use");
 
     // Forged: the denied resource through the store front and the XML broker.
     let forged = alice.launch(&gatehouse, &csrf, "Finance");

@@ -1,8 +1,9 @@
 //! The broker's routes on the internal listener:
 //!
 //! - `POST /broker/v1/register`, `POST /broker/v1/heartbeat`,
-//!   `POST /broker/v1/unregister`, `GET /broker/v1/workers`: the
-//!   registration protocol (docs/REGISTRATION.md), JSON.
+//!   `POST /broker/v1/unregister`, `GET /broker/v1/workers`,
+//!   `POST /broker/v1/logon`: the registration protocol
+//!   (docs/REGISTRATION.md), JSON.
 //! - `POST /scripts/wpnbr.dll`: the XML broker (NFuse, [`super::nfuse`]).
 //!   Every decodable or refused document gets HTTP 200 with an NFuse
 //!   answer (errors travel as `<ErrorId>`); a body over the size limit
@@ -32,6 +33,8 @@ pub const REGISTER_PATH: &str = "/broker/v1/register";
 pub const HEARTBEAT_PATH: &str = "/broker/v1/heartbeat";
 /// Unregistration path.
 pub const UNREGISTER_PATH: &str = "/broker/v1/unregister";
+/// Logon ticket redemption path (a worker learns who logs on).
+pub const LOGON_PATH: &str = "/broker/v1/logon";
 /// Worker list path.
 pub const WORKERS_PATH: &str = "/broker/v1/workers";
 
@@ -49,8 +52,53 @@ pub fn router(broker: Broker) -> Router {
         .route(HEARTBEAT_PATH, post(heartbeat))
         .route(UNREGISTER_PATH, post(unregister))
         .route(WORKERS_PATH, get(workers))
+        .route(LOGON_PATH, post(logon))
         .layer(DefaultBodyLimit::max(nfuse::MAX_DOCUMENT_BYTES))
         .with_state(broker)
+}
+
+/// `POST /broker/v1/logon`: `{"version": 1, "worker": NAME, "ticket":
+/// LOGON_TICKET}` -> 200 `{"user", "resource"}` once; 404
+/// `{"error": "unknown-ticket"}` for a spent, expired, unknown or another
+/// worker's ticket; 400 for a body that does not parse or a version other
+/// than 1.
+async fn logon(State(broker): State<Broker>, body: Bytes) -> HttpResponse {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Logon {
+        version: u32,
+        worker: String,
+        ticket: String,
+    }
+    let bad = |message: String| {
+        json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "bad-request", "message": message }),
+        )
+    };
+    let request: Logon = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return bad(error.to_string()),
+    };
+    if request.version != 1 {
+        return bad(format!(
+            "unsupported version {}; this broker speaks 1",
+            request.version
+        ));
+    }
+    let Ok(worker) = super::registry::WorkerName::new(&request.worker) else {
+        return bad("invalid worker name".to_owned());
+    };
+    match broker.redeem_logon(&worker, &request.ticket) {
+        Some(grant) => json(
+            StatusCode::OK,
+            serde_json::json!({ "user": grant.user, "resource": grant.resource }),
+        ),
+        None => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": "unknown-ticket" }),
+        ),
+    }
 }
 
 async fn xml(State(broker): State<Broker>, body: Bytes) -> HttpResponse {

@@ -135,6 +135,25 @@ struct State {
     permanent: BTreeMap<WorkerName, std::collections::BTreeSet<String>>,
     temporary: BTreeMap<WorkerName, Temporary>,
     tags: HashMap<String, Tag>,
+    logons: HashMap<String, Logon>,
+}
+
+/// An outstanding logon ticket: who launched what on which worker.
+#[derive(Debug)]
+struct Logon {
+    worker: WorkerName,
+    user: String,
+    resource: String,
+    expires: Instant,
+}
+
+/// What a worker learns by redeeming a logon ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogonGrant {
+    /// The user the session is for.
+    pub user: String,
+    /// The resource launched.
+    pub resource: String,
 }
 
 impl State {
@@ -299,6 +318,7 @@ impl Broker {
                     permanent,
                     temporary: BTreeMap::new(),
                     tags: HashMap::new(),
+                    logons: HashMap::new(),
                 }),
                 changed,
                 sta,
@@ -656,6 +676,61 @@ impl Broker {
             },
         );
         tag
+    }
+
+    /// A single-use logon ticket (`LogonTicket=` of the `.ica` file, type
+    /// CTXS1) for `who`'s launch of `chosen`: 32 uppercase hex digits from
+    /// the OS's CSPRNG, valid for the ticket tag TTL. The worker redeems
+    /// it with [`Broker::redeem_logon`] (`POST /broker/v1/logon`) to learn
+    /// who logs on. `None` when [`MAX_TAGS`] tickets are outstanding (the
+    /// file then goes without one).
+    pub fn logon_ticket(&self, chosen: &Chosen, who: &Who) -> Option<String> {
+        let mut bytes = [0u8; 16];
+        crate::sta::http::os_fill(&mut bytes);
+        let ticket = data_encoding::HEXUPPER.encode(&bytes);
+        let now = Instant::now();
+        let mut state = self.inner.state.lock();
+        state.logons.retain(|_, l| l.expires > now);
+        if state.logons.len() >= MAX_TAGS {
+            tracing::warn!(user = %who.user, "logon_tickets_full");
+            return None;
+        }
+        state.logons.insert(
+            ticket.clone(),
+            Logon {
+                worker: chosen.worker.clone(),
+                user: who.user.clone(),
+                resource: chosen.resource.clone(),
+                expires: now + self.inner.timings.ticket_tag_ttl,
+            },
+        );
+        Some(ticket)
+    }
+
+    /// Redeems a logon ticket presented by `worker`: the grant once, if
+    /// the ticket is outstanding, unexpired and was issued for that
+    /// worker; `None` otherwise. The ticket is spent either way, so a
+    /// guess costs the ticket it hit. Logs `logon_ticket_redeemed` or
+    /// `logon_ticket_refused`.
+    pub fn redeem_logon(&self, worker: &WorkerName, ticket: &str) -> Option<LogonGrant> {
+        let logon = self.inner.state.lock().logons.remove(ticket);
+        match logon {
+            Some(l) if l.expires > Instant::now() && l.worker == *worker => {
+                tracing::info!(worker = %worker, user = %l.user, resource = %l.resource, "logon_ticket_redeemed");
+                Some(LogonGrant {
+                    user: l.user,
+                    resource: l.resource,
+                })
+            }
+            Some(_) => {
+                tracing::info!(worker = %worker, reason = "expired_or_other_worker", "logon_ticket_refused");
+                None
+            }
+            None => {
+                tracing::info!(worker = %worker, reason = "unknown", "logon_ticket_refused");
+                None
+            }
+        }
     }
 
     /// Issues an STA ticket for the worker `tag` names, if `tag` is valid

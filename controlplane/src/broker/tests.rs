@@ -170,3 +170,32 @@ async fn replaced_policies_decide_the_next_launch() {
     assert_eq!(names(&broker, &contractor), ["Pool", "Finance"]);
     assert!(broker.launch(&contractor, "Finance").await.is_ok());
 }
+
+#[tokio::test]
+async fn a_logon_ticket_is_redeemed_once_by_the_worker_it_was_issued_for() {
+    let (broker, _dir) = broker(POLICY).await;
+    let bob = who("bob", &["staff"], None);
+    let chosen = broker.launch(&bob, "Pool").await.unwrap();
+    let ticket = broker.logon_ticket(&chosen, &bob).unwrap();
+    assert_eq!(ticket.len(), 32);
+    assert!(
+        ticket
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+    );
+    let other = WorkerName::new("w-2").unwrap();
+    // Another worker spends it without learning anything.
+    assert_eq!(broker.redeem_logon(&other, &ticket), None);
+    assert_eq!(broker.redeem_logon(&chosen.worker, &ticket), None);
+
+    let ticket = broker.logon_ticket(&chosen, &bob).unwrap();
+    assert_eq!(
+        broker.redeem_logon(&chosen.worker, &ticket),
+        Some(LogonGrant {
+            user: "bob".into(),
+            resource: "Pool".into(),
+        })
+    );
+    assert_eq!(broker.redeem_logon(&chosen.worker, &ticket), None);
+    assert_eq!(broker.redeem_logon(&chosen.worker, "0123"), None);
+}

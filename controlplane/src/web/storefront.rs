@@ -126,6 +126,8 @@ pub struct LaunchFile<'a> {
     pub cgp: Option<&'a CgpAddress>,
     /// `SessionReliabilityTTL` when session reliability is on.
     pub reliability_ttl: Option<u32>,
+    /// `LogonTicket=` (type CTXS1) the worker redeems with the broker.
+    pub logon_ticket: Option<&'a str>,
 }
 
 /// The `.ica` text of `file`: `CGPAddress`, `CGPSecurityTicket=On` and
@@ -137,6 +139,7 @@ pub struct LaunchFile<'a> {
 pub fn ica_text(file: &LaunchFile<'_>) -> Result<String, IcaError> {
     let (host, port) = file.gateway;
     let mut params = LaunchParams::new(file.resource, file.ticket, host, port);
+    params.logon_ticket = file.logon_ticket;
     let cgp_port = file.cgp.map(|cgp| match cgp {
         CgpAddress::SameHost { port } => *port,
         CgpAddress::Addr(addr) => addr.port,
@@ -286,7 +289,9 @@ fn answer_file(store: &StoreFront, who: &Who, chosen: &Chosen, headers: &HeaderM
         }
     };
     let (host, port) = store.gateway(headers);
+    let logon = store.broker().logon_ticket(chosen, who);
     let text = ica_text(&LaunchFile {
+        logon_ticket: logon.as_deref(),
         resource: &chosen.resource,
         ticket: &issued.ticket,
         gateway: (&host, port),

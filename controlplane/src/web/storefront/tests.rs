@@ -45,6 +45,7 @@ fn a_launch_file_names_the_ticket_the_gateway_and_the_cgp_port_with_reliability(
         gateway: ("gw.example.test", 443),
         cgp: Some(&cgp),
         reliability_ttl: Some(180),
+        logon_ticket: Some("0123456789ABCDEF0123456789ABCDEF"),
     })
     .unwrap();
     assert!(text.contains("Address=;40;STA01;"), "{text}");
@@ -55,6 +56,10 @@ fn a_launch_file_names_the_ticket_the_gateway_and_the_cgp_port_with_reliability(
     assert!(text.contains("CGPAddress=*:2598\r\n"), "{text}");
     assert!(text.contains("CGPSecurityTicket=On\r\n"), "{text}");
     assert!(text.contains("SessionReliabilityTTL=180\r\n"), "{text}");
+    assert!(
+        text.contains("LogonTicket=0123456789ABCDEF0123456789ABCDEF\r\nLogonTicketType=CTXS1\r\n"),
+        "{text}"
+    );
     let launch = read(&text);
     assert_eq!(launch.name, "Pool");
     assert_eq!(launch.ticket, Some(ticket));
@@ -74,6 +79,7 @@ fn a_launch_file_leaves_cgp_out_without_reliability_or_a_cgp_worker() {
             gateway: ("[::1]", 8443),
             cgp,
             reliability_ttl: ttl,
+            logon_ticket: None,
         })
         .unwrap();
         assert!(!text.contains("CGPAddress"), "{text}");
@@ -87,6 +93,7 @@ fn a_launch_file_leaves_cgp_out_without_reliability_or_a_cgp_worker() {
         gateway: ("gw", 443),
         cgp: Some(&cgp),
         reliability_ttl: Some(60),
+        logon_ticket: None,
     })
     .unwrap();
     assert!(with.contains("CGPAddress=*:2599\r\n"), "{with}");
@@ -102,6 +109,7 @@ fn a_resource_name_the_file_cannot_hold_is_an_error_not_a_file() {
             gateway: ("gw", 443),
             cgp: None,
             reliability_ttl: None,
+            logon_ticket: None,
         };
         assert!(ica_text(&file).is_err(), "{name:?}");
     }
