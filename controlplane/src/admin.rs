@@ -4,8 +4,8 @@
 //! sessions, JSON), and the broker's routes: worker registration
 //! (`/broker/v1/*`, docs/REGISTRATION.md) and the XML broker
 //! `POST /scripts/wpnbr.dll`. `GET /metrics` (Prometheus text,
-//! [`crate::metrics`]) is merged in by the appliance. The REST API will
-//! join them here.
+//! [`crate::metrics`]) and the REST API `/api/v1` ([`crate::api`]) are
+//! merged in by the appliance.
 //!
 //! It is plain HTTP/1.1 and meant for loopback or a management network: the
 //! STA endpoint issues tickets to whoever asks.

@@ -138,6 +138,9 @@ pub enum RunError {
     /// The broker could not start (store or directory).
     #[error("cannot start the broker")]
     Broker(#[from] crate::broker::BrokerStartError),
+    /// The configuration overlay the REST API stored cannot be applied.
+    #[error("cannot apply the stored configuration overlay")]
+    Overlay(#[from] crate::api::overlay::OverlayError),
     /// The web socket could not be bound.
     #[error("cannot listen on the web socket {}", path.display())]
     Web {
@@ -348,15 +351,13 @@ async fn serve(config: Config, loader: reload::Loader) -> Result<(), RunError> {
         start_gateway_tls(&engine_config, certificate.as_ref(), data_ports, redeem)
     })
     .await??;
-    let reloader = reload::Reloader::new(loader, config.clone(), acceptor)
-        .with_sta_router(control.sta_router().clone())
-        .with_policies(control.policies().clone());
-    control.spawn_all([reload::spawn_on_sighup(reloader).map_err(RunError::Runtime)?]);
+    control.attach_reloader(loader, acceptor)?;
     let gateway_addr = engine
         .local_addrs()
         .first()
         .copied()
         .unwrap_or(config.gateway.listen);
+    let _ = control.api().gateway_addr.set(gateway_addr);
     tracing::info!(
         gateway = %gateway_addr,
         admin = %control.admin_addr(),
@@ -393,6 +394,7 @@ pub struct ControlPlane {
     sessions: Arc<SessionTable>,
     reconnects: Arc<ReconnectTable>,
     admin: Admin,
+    api: crate::api::Api,
     web_stop: tokio::sync::watch::Sender<bool>,
     policies: SharedPolicies,
     background: Vec<JoinHandle<()>>,
@@ -438,6 +440,14 @@ impl ControlPlane {
         let store = crate::store::Store::open(&config.data_dir)
             .await
             .map_err(|e| RunError::Login(e.into()))?;
+        // What the REST API changed wins over the file (crate::api::overlay).
+        let file_config = config;
+        let mut live = file_config.clone();
+        let overlaid = crate::api::overlay::apply_stored(&store, &mut live).await?;
+        let config = &live;
+        if overlaid.contains("sta.remote") {
+            router.replace_remotes(&config.sta)?;
+        }
         let mut login =
             crate::login::Login::from_config(config, store.clone()).map_err(RunError::Login)?;
         // Push approval: the login flow asks the built-in provider, whose
@@ -475,9 +485,13 @@ impl ControlPlane {
         // One set of access policies for every decision (store front, XML
         // broker, AuthService); a reload replaces it in place.
         let policies = SharedPolicies::new(Policies::new(config.policy.clone()));
-        let broker =
-            crate::broker::Broker::from_config(config, sta.clone(), store, policies.clone())
-                .await?;
+        let broker = crate::broker::Broker::from_config(
+            config,
+            sta.clone(),
+            store.clone(),
+            policies.clone(),
+        )
+        .await?;
         let web_state = web::WebState::new(login).with_store(web::storefront::StoreFront::new(
             broker.clone(),
             &config.gateway,
@@ -488,12 +502,38 @@ impl ControlPlane {
             web::router_with(Arc::new(web_state), devices),
             web_stopped,
         )));
-        let admin = Admin::start(config.admin.listen, sta, sessions.clone(), broker).await?;
+        let api = crate::api::Api::new(crate::api::Inner {
+            tokens: crate::api::token::Tokens::new(store.clone()),
+            audit: crate::api::audit::AuditLog::new(store.clone()),
+            store: store.clone(),
+            sessions: sessions.clone(),
+            broker: broker.clone(),
+            live: crate::api::overlay::LiveConfig::new(
+                config.clone(),
+                overlaid,
+                store,
+                broker.clone(),
+                router.clone(),
+            ),
+            admin_addr: std::sync::OnceLock::new(),
+            gateway_addr: std::sync::OnceLock::new(),
+            reloader: Mutex::new(None),
+        });
+        let admin = Admin::start(
+            config.admin.listen,
+            sta,
+            sessions.clone(),
+            broker,
+            api.clone(),
+        )
+        .await?;
+        let _ = api.admin_addr.set(admin.addr);
         Ok(Self {
             router,
             sessions,
             reconnects,
             admin,
+            api,
             web_stop,
             policies,
             background,
@@ -504,6 +544,34 @@ impl ControlPlane {
     /// them ([`reload::Reloader::with_policies`]).
     pub fn policies(&self) -> &SharedPolicies {
         &self.policies
+    }
+
+    /// The REST API's state (`/api/v1`, [`crate::api`]).
+    pub fn api(&self) -> &crate::api::Api {
+        &self.api
+    }
+
+    /// Reloads with `loader` on SIGHUP and `POST /api/v1/reload`: the
+    /// reloaded file with the API's overlay over it, applied to the broker's
+    /// catalog, the STA router and, with `tls`, the gateway certificate.
+    ///
+    /// Errors: [`RunError::Runtime`] (the SIGHUP handler).
+    pub fn attach_reloader(
+        &mut self,
+        loader: reload::Loader,
+        tls: Option<Arc<TlsAcceptor>>,
+    ) -> Result<(), RunError> {
+        let api = self.api.clone();
+        let overlaid: reload::Loader =
+            Arc::new(move || loader().and_then(|fresh| api.live.overlay_reloaded(fresh)));
+        let reloader = reload::Reloader::new(overlaid, self.api.live.snapshot(), tls)
+            .with_sta_router(self.router.clone())
+            .with_policies(self.policies.clone());
+        let shared = Arc::new(Mutex::new(reloader));
+        self.api.set_reloader(shared.clone());
+        let task = reload::spawn_on_sighup_shared(shared).map_err(RunError::Runtime)?;
+        self.spawn_all([task]);
+        Ok(())
     }
 
     /// The STA router (local STA and remote map) the redeem services share.
@@ -677,6 +745,7 @@ impl Admin {
         sta: SharedSta,
         sessions: Arc<SessionTable>,
         broker: crate::broker::Broker,
+        api: crate::api::Api,
     ) -> Result<Self, RunError> {
         let bind_error = |source| RunError::AdminBind {
             addr: listen,
@@ -689,7 +758,8 @@ impl Admin {
         let router = admin::router(sta)
             .merge(admin::sessions_router(sessions))
             .merge(crate::metrics::router())
-            .merge(admin::broker_router(broker));
+            .merge(admin::broker_router(broker))
+            .merge(crate::api::router(api));
         let task = tokio::spawn(admin::serve(listener, router, async move {
             stopped.notified().await;
         }));

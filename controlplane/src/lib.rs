@@ -23,6 +23,8 @@
 //! - [`broker`]: the worker registry, the catalog and brokering rules,
 //!   and the XML broker (`/scripts/wpnbr.dll`).
 //! - [`admin`]: the internal HTTP listener (`/healthz`, the STA endpoint).
+//! - [`api`]: the REST API `/api/v1` on the internal listener: tokens and
+//!   roles, the audit log, the OpenAPI document, `gatehouse api-token`.
 //! - [`web`]: the gateway's web side: HTTP connections the data plane
 //!   forwards over a unix socket behind a PROXY v2 header; the login flow
 //!   pages and `/manageotp`.
@@ -48,6 +50,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api;
 pub mod appliance;
 pub mod auth;
 pub mod broker;

@@ -6,7 +6,8 @@
 //! gateway as two processes over a named shared-memory segment),
 //! `check-config FILE` (validate a configuration), `forward` (a plain TCP
 //! forwarder on the data-plane cores) and `user` (local users and OTP
-//! devices, see `gatehouse::auth::cli`). Logs go to stderr
+//! devices, see `gatehouse::auth::cli`) and `api-token` (REST API tokens,
+//! see `gatehouse::api::cli`). Logs go to stderr
 //! through `tracing` (`RUST_LOG` filters, default `info`; `--log-format
 //! json` for one JSON object per line). A bad configuration or flag exits
 //! with 64.
@@ -68,6 +69,9 @@ enum Command {
     /// Manage local users and their OTP devices in the data directory's
     /// store.
     User(gatehouse::auth::cli::UserArgs),
+    /// Manage the REST API's tokens in the data directory's store (the
+    /// first admin token comes from here).
+    ApiToken(gatehouse::api::cli::ApiTokenArgs),
 }
 
 /// Flags of `gatehouse run`; each overrides its key of the file.
@@ -157,6 +161,11 @@ fn main() -> ExitCode {
             args,
             &mut std::io::stdin().lock(),
             std::io::stdin().is_terminal(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+        Command::ApiToken(args) => ExitCode::from(gatehouse::api::cli::run(
+            args,
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),

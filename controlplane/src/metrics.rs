@@ -476,6 +476,17 @@ impl StatsHub {
         }
     }
 
+    /// Sends `message` (e.g. a `KillSession`) to the channel task of
+    /// `core`, which forwards it to the core in order with the stats
+    /// requests; false when no task of that core is registered.
+    pub fn send_to_core(&self, core: CoreId, message: ToCore) -> bool {
+        let id = RequestId(self.next.fetch_add(1, Ordering::Relaxed));
+        self.cores
+            .lock()
+            .get(&core.0)
+            .is_some_and(|link| link.requests.send((id, message)).is_ok())
+    }
+
     /// Takes one `StatsReport` from `core` for request `id`; reports nobody
     /// waits for (late, or from another process's request) are dropped.
     pub fn report(&self, core: CoreId, id: RequestId, report: &StatsReport) {

@@ -193,9 +193,18 @@ impl Reloader {
 ///
 /// Errors: the SIGHUP handler cannot be installed.
 pub fn spawn_on_sighup(reloader: Reloader) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    spawn_on_sighup_shared(Arc::new(parking_lot::Mutex::new(reloader)))
+}
+
+/// [`spawn_on_sighup`] with a reloader shared with others (the REST API's
+/// `POST /api/v1/reload`); one reload at a time either way.
+///
+/// Errors: the SIGHUP handler cannot be installed.
+pub fn spawn_on_sighup_shared(
+    reloader: Arc<parking_lot::Mutex<Reloader>>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut hangups = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
-        let reloader = Arc::new(parking_lot::Mutex::new(reloader));
         while hangups.recv().await.is_some() {
             tracing::info!(signal = "SIGHUP", "config_reload_requested");
             let reloader = reloader.clone();

@@ -167,10 +167,7 @@ async fn serve_control(
     let mut signals = Signals::catch()?;
     create_data_dir(&config)?;
     let mut control = ControlPlane::start(&config).await?;
-    let reloader = crate::reload::Reloader::new(loader, config.clone(), None)
-        .with_sta_router(control.sta_router().clone())
-        .with_policies(control.policies().clone());
-    control.spawn_all([crate::reload::spawn_on_sighup(reloader).map_err(RunError::Runtime)?]);
+    control.attach_reloader(loader, None)?;
     let cores = resolve_cores(config.engine.cores);
     let side = Arc::new(ControlSide::open_named(&shm, geometry(cores)?)?);
     let listener = side.listen()?;

@@ -3,8 +3,9 @@
 //! An integration test runs from `<target>/<profile>/deps/`; the binaries
 //! of the workspace land in `<target>/<profile>/`. Before the first use in
 //! a test process, [`bin_dir`] runs
-//! `cargo build -p gatehouse -p gatehouse-vda-sim -p gatehouse-push-device`
-//! (binaries `gatehouse`, `vda-sim`, `push-device`)
+//! `cargo build -p gatehouse -p gatehouse-vda-sim -p gatehouse-push-device
+//! -p gatehouse-ctl` (binaries `gatehouse`, `vda-sim`, `push-device`,
+//! `gatehousectl`)
 //! with that profile and target directory (cargo answers at once when they
 //! are fresh), so a test never runs a binary older than the sources. With
 //! `GATEHOUSE_E2E_BIN_DIR=DIR` set, the binaries are taken from `DIR` and
@@ -32,6 +33,11 @@ pub fn vda_sim() -> PathBuf {
 /// needed.
 pub fn push_device() -> PathBuf {
     existing(bin_dir(), "push-device")
+}
+
+/// The `gatehousectl` binary (package `gatehouse-ctl`), built if needed.
+pub fn gatehousectl() -> PathBuf {
+    existing(bin_dir(), "gatehousectl")
 }
 
 /// The directory holding the binaries. The first call in a process builds
@@ -90,7 +96,7 @@ fn build() -> PathBuf {
         .current_dir(workspace)
         .args(["build", "--quiet", "--profile", &profile])
         .args(["-p", "gatehouse", "-p", "gatehouse-vda-sim"])
-        .args(["-p", "gatehouse-push-device"])
+        .args(["-p", "gatehouse-push-device", "-p", "gatehouse-ctl"])
         .args([
             "--bin",
             "gatehouse",
@@ -98,6 +104,8 @@ fn build() -> PathBuf {
             "vda-sim",
             "--bin",
             "push-device",
+            "--bin",
+            "gatehousectl",
         ])
         .stdin(Stdio::null());
     // Cargo gives a test process its package's build-time variables

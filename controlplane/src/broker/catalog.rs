@@ -72,7 +72,7 @@ impl Default for BrokerSection {
 }
 
 /// Private or shared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupKind {
     /// Desktops assigned permanently to users or a client address.
@@ -82,7 +82,7 @@ pub enum GroupKind {
 }
 
 /// `[[broker.groups]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     /// The group's name.
@@ -110,17 +110,18 @@ fn yes() -> bool {
 }
 
 /// `[[broker.desktops]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DesktopConfig {
     /// The worker backing it (its registration name).
+    #[schema(value_type = String)]
     pub worker: WorkerName,
     /// Its delivery group.
     pub group: String,
 }
 
 /// Desktop or application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
     /// A published desktop.
@@ -130,7 +131,7 @@ pub enum ResourceKind {
 }
 
 /// `[[broker.resources]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
     /// The internal name (`InName`, what `RequestAddress` names).
@@ -155,16 +156,18 @@ pub struct ResourceConfig {
 }
 
 /// `[[broker.assignments]]`: a permanent assignment of one desktop.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignmentConfig {
     /// The desktop's worker.
+    #[schema(value_type = String)]
     pub desktop: WorkerName,
     /// The users (one or more), or empty with `client_ip`.
     #[serde(default)]
     pub users: Vec<String>,
     /// A client address instead of users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub client_ip: Option<IpAddr>,
 }
 

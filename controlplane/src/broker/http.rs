@@ -162,7 +162,7 @@ async fn respond(broker: &Broker, request: Request) -> Result<Response, ErrorId>
     Ok(match request {
         Request::Capabilities => Response::Capabilities,
         Request::ServerFarmData => Response::ServerFarmData {
-            farm: broker.farm_name().to_owned(),
+            farm: broker.farm_name(),
         },
         Request::ValidateCredentials { credentials } => {
             who(broker, Some(credentials), None).await?;

@@ -176,7 +176,8 @@ pub struct Broker {
 }
 
 struct Inner {
-    catalog: Catalog,
+    /// Swapped whole by [`Broker::replace_catalog`] (the REST API).
+    catalog: parking_lot::RwLock<Arc<Catalog>>,
     timings: BrokerTimings,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
@@ -311,7 +312,7 @@ impl Broker {
         let (changed, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(Inner {
-                catalog,
+                catalog: parking_lot::RwLock::new(Arc::new(catalog)),
                 timings,
                 state: Mutex::new(State {
                     registry: Registry::new(timings.heartbeat_timeout),
@@ -357,9 +358,22 @@ impl Broker {
             .filters(&subject(who), SystemTime::now())
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
+    /// The catalog in force.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.read().clone()
+    }
+
+    /// Puts `catalog` in force for the decisions that follow (a decision
+    /// under way keeps the catalog it started with). Assignments and the
+    /// registry are kept.
+    pub fn replace_catalog(&self, catalog: Catalog) {
+        tracing::info!(
+            groups = catalog.section().groups.len(),
+            desktops = catalog.section().desktops.len(),
+            resources = catalog.section().resources.len(),
+            "broker_catalog_replaced"
+        );
+        *self.inner.catalog.write() = Arc::new(catalog);
     }
 
     /// Handles a registration.
@@ -478,8 +492,7 @@ impl Broker {
         let policies = self.inner.policies.current();
         let subject = subject(who);
         let now = SystemTime::now();
-        self.inner
-            .catalog
+        self.catalog()
             .visible(who)
             .into_iter()
             .filter(|r| {
@@ -507,9 +520,8 @@ impl Broker {
     /// `launch_denied` (`user`, `resource`, `rule`) and fails with
     /// [`LaunchError::Denied`].
     pub async fn launch(&self, who: &Who, resource: &str) -> Result<Chosen, LaunchError> {
-        let configured = self
-            .inner
-            .catalog
+        let catalog = self.catalog();
+        let configured = catalog
             .resource(resource)
             .map_or(resource, |r| r.name.as_str());
         let verdict = self.verdict(who, configured);
@@ -528,13 +540,9 @@ impl Broker {
         let decision = {
             let state = self.inner.state.lock();
             let snapshot = state.registry.snapshot(Instant::now());
-            self.inner
-                .catalog
-                .decide(&snapshot, &state.assignments(), who, resource)
+            catalog.decide(&snapshot, &state.assignments(), who, resource)
         };
-        let resource_name = self
-            .inner
-            .catalog
+        let resource_name = catalog
             .resource(resource)
             .map_or_else(|| resource.to_owned(), |r| r.name.clone());
         let (worker, assign, power) = match decision {
@@ -624,7 +632,8 @@ impl Broker {
 
     async fn power_on(&self, group: &str, worker: &WorkerName) -> Result<(), LaunchError> {
         let deadline = Instant::now() + self.inner.timings.power_on_timeout;
-        let Some(group) = self.inner.catalog.group(group) else {
+        let catalog = self.catalog();
+        let Some(group) = catalog.group(group) else {
             return Err(LaunchError::Refused(Refused::NoDesktop));
         };
         let mut changed = self.inner.changed.subscribe();
@@ -811,8 +820,8 @@ impl Broker {
     }
 
     /// The farm name.
-    pub fn farm_name(&self) -> &str {
-        &self.inner.catalog.section().farm_name
+    pub fn farm_name(&self) -> String {
+        self.catalog().section().farm_name.clone()
     }
 }
 

@@ -58,7 +58,10 @@ async fn creates_a_private_wal_database_with_the_schema_on_first_use() {
     assert_eq!(
         tables,
         [
+            "api_tokens",
+            "audit_log",
             "broker_assignments",
+            "config_overlay",
             "local_users",
             "otp_accepted_steps",
             "otp_devices",
