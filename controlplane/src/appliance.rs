@@ -514,6 +514,7 @@ impl ControlPlane {
                 store,
                 broker.clone(),
                 router.clone(),
+                policies.clone(),
             ),
             admin_addr: std::sync::OnceLock::new(),
             gateway_addr: std::sync::OnceLock::new(),

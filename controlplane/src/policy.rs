@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_RULES: usize = 1_000;
 
 /// What a rule (or a default) does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// The resource may be used.
@@ -54,7 +54,7 @@ impl Action {
 }
 
 /// Which kind of resource a rule governs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AppliesTo {
     /// Published desktops and applications (launches).
@@ -67,7 +67,7 @@ pub enum AppliesTo {
 }
 
 /// A day of the week.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Day {
     /// Monday.
@@ -102,7 +102,7 @@ impl Day {
 }
 
 /// `[[policy.rules]]`: one access rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRule {
     /// Unique name; shown as a SmartAccess filter and in every decision
@@ -127,6 +127,7 @@ pub struct PolicyRule {
     /// address. A client whose address is unknown matches only an empty
     /// list.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub clients: Vec<IpNet>,
     /// Resource locations (server-to-client); empty: any location.
     #[serde(default)]

@@ -134,6 +134,13 @@ fn cases() -> Vec<Case> {
             key: "STA0002",
             changed: json!({"id": "STA0002", "url": "http://127.0.0.1:10/scripts/ctxsta.dll"}),
         },
+        Case {
+            collection: "policies",
+            item: json!({"name": "no-notepad", "action": "deny", "resources": ["Notepad"]}),
+            key: "no-notepad",
+            changed: json!({"name": "no-notepad", "action": "deny", "resources": ["Notepad"],
+                "clients": ["192.0.2.0/24"], "days": ["mon", "tue"], "hours": "08:00-18:00"}),
+        },
     ]
 }
 

@@ -179,6 +179,8 @@ impl Caller {
         sections::assignments::replace, sections::assignments::delete,
         sections::sta_servers::list, sections::sta_servers::get, sections::sta_servers::create,
         sections::sta_servers::replace, sections::sta_servers::delete,
+        sections::policies::list, sections::policies::get, sections::policies::create,
+        sections::policies::replace, sections::policies::delete,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -242,6 +244,7 @@ pub fn router(api: Api) -> Router {
         .merge(sections::resources::routes())
         .merge(sections::assignments::routes())
         .merge(sections::sta_servers::routes())
+        .merge(sections::policies::routes())
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api);
     let document = openapi_json();

@@ -24,6 +24,7 @@ use sqlx::Row;
 use super::error::ApiError;
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
+use crate::policy::SharedPolicies;
 use crate::sta::http::StaRouter;
 use crate::store::{Store, StoreError};
 
@@ -96,6 +97,7 @@ pub static SECTIONS: &[&dyn SectionOps] = &[
     &Ops::<super::sections::Resources>::NEW,
     &Ops::<super::sections::Assignments>::NEW,
     &Ops::<super::sections::StaServers>::NEW,
+    &Ops::<super::sections::Policies>::NEW,
 ];
 
 /// Applies the overlay stored in `store` onto `config` (at start), then
@@ -156,18 +158,20 @@ pub struct LiveConfig {
     store: Store,
     broker: Broker,
     router: StaRouter,
+    policies: SharedPolicies,
 }
 
 impl LiveConfig {
     /// The running `config` (already overlaid), persisting into `store`,
-    /// applying to `broker` and `router`. Sections with a stored overlay
-    /// are listed in `overlaid`.
+    /// applying to `broker`, `router` and `policies`. Sections with a
+    /// stored overlay are listed in `overlaid`.
     pub fn new(
         config: Config,
         overlaid: BTreeSet<&'static str>,
         store: Store,
         broker: Broker,
         router: StaRouter,
+        policies: SharedPolicies,
     ) -> Self {
         Self {
             config: RwLock::new(config),
@@ -176,6 +180,7 @@ impl LiveConfig {
             store,
             broker,
             router,
+            policies,
         }
     }
 
@@ -252,10 +257,15 @@ impl LiveConfig {
         Ok(answer)
     }
 
-    /// Puts `config`'s broker catalog and remote STA map in force.
+    /// Puts `config`'s broker catalog, access policies and remote STA map
+    /// in force.
     fn apply(&self, config: &Config) -> Result<(), ApiError> {
         self.broker
             .replace_catalog(crate::broker::catalog::Catalog::new(config.broker.clone()));
+        if self.policies.current().section() != &config.policy {
+            self.policies
+                .replace(crate::policy::Policies::new(config.policy.clone()));
+        }
         self.router
             .replace_remotes(&config.sta)
             .map_err(|error| ApiError::validation("sta.remote", crate::error_chain(&error)))

@@ -1,6 +1,6 @@
 //! The configuration-backed resources: delivery groups, desktops,
 //! published resources, permanent assignments (`[broker]`) and STA
-//! servers (`[sta.remote]`). Each is a [`SectionResource`] plus one
+//! servers (`[sta.remote]`), access policies (`[[policy.rules]]`). Each is a [`SectionResource`] plus one
 //! `section_api!` line generating its five handlers (list, get, create,
 //! replace, delete) with their OpenAPI paths.
 
@@ -15,6 +15,7 @@ use super::overlay::SectionResource;
 use super::{Api, ApiError, Caller};
 use crate::broker::catalog::{AssignmentConfig, DesktopConfig, GroupConfig, ResourceConfig};
 use crate::config::{Config, StaUrl};
+use crate::policy::PolicyRule;
 
 /// `delivery-groups`: `[[broker.groups]]`, keyed by `name`.
 #[derive(Debug)]
@@ -34,6 +35,29 @@ impl SectionResource for Groups {
     }
     fn set_items(config: &mut Config, items: Vec<GroupConfig>) -> Result<(), (String, String)> {
         config.broker.groups = items;
+        Ok(())
+    }
+}
+
+/// `policies`: `[[policy.rules]]` (access policies), keyed by `name`; a
+/// new rule goes last, a replaced one keeps its place in the order.
+#[derive(Debug)]
+pub struct Policies;
+
+impl SectionResource for Policies {
+    type Item = PolicyRule;
+    const COLLECTION: &'static str = "policies";
+    const SECTION: &'static str = "policy.rules";
+    const WHAT: &'static str = "access policy";
+    const KEY_FIELD: &'static str = "name";
+    fn key(item: &PolicyRule) -> String {
+        item.name.clone()
+    }
+    fn items(config: &Config) -> Vec<PolicyRule> {
+        config.policy.rules.clone()
+    }
+    fn set_items(config: &mut Config, items: Vec<PolicyRule>) -> Result<(), (String, String)> {
+        config.policy.rules = items;
         Ok(())
     }
 }
@@ -429,4 +453,13 @@ section_api!(
     "/api/v1/sta-servers/{id}",
     "id",
     "sta-servers"
+);
+section_api!(
+    policies,
+    Policies,
+    PolicyRule,
+    "/api/v1/policies",
+    "/api/v1/policies/{name}",
+    "name",
+    "policies"
 );

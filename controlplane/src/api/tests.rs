@@ -103,6 +103,7 @@ async fn live(name: &str) -> (LiveConfig, Broker, Store, TestDir) {
         store.clone(),
         broker.clone(),
         router,
+        broker.policies().clone(),
     );
     (live, broker, store, dir)
 }
@@ -151,6 +152,48 @@ async fn a_change_is_validated_stored_applied_and_wins_at_start_and_on_reload() 
         reloaded.broker.groups,
         [group("office")],
         "the api's section wins"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_added_through_the_api_decides_the_next_launch_and_a_bad_one_names_its_field() {
+    use crate::broker::catalog::Who;
+    let (live, broker, _store, _dir) = live("overlay-policy").await;
+    let alice = Who {
+        user: "alice".into(),
+        groups: Vec::new(),
+        client_ip: None,
+    };
+    assert!(broker.verdict(&alice, "Desk").allowed());
+    let rule: crate::policy::PolicyRule = sections::parse_body(
+        br#"{"name": "no-desk", "action": "deny", "resources": ["Desk"], "users": ["alice"]}"#,
+    )
+    .unwrap();
+    live.change::<sections::Policies, _>(|mut items| {
+        items.push(rule);
+        Ok((items, ()))
+    })
+    .await
+    .unwrap();
+    let verdict = broker.verdict(&alice, "Desk");
+    assert!(!verdict.allowed());
+    assert_eq!(verdict.rule.as_deref(), Some("no-desk"));
+
+    let bad: crate::policy::PolicyRule =
+        sections::parse_body(br#"{"name": "late", "action": "deny", "hours": "25:00-26:00"}"#)
+            .unwrap();
+    let refused = live
+        .change::<sections::Policies, _>(|mut items| {
+            items.push(bad);
+            Ok((items, ()))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.field.as_deref(), Some("policy.rules[1].hours"));
+    assert_eq!(
+        live.snapshot().policy.rules.len(),
+        1,
+        "nothing half-applied"
     );
 }
 

@@ -69,6 +69,8 @@ enum Resource {
     Assignments(Section),
     /// Remote STA servers.
     StaServers(Section),
+    /// Access policies (rules tried in order; a new one goes last).
+    Policies(Section),
     /// A user's OTP devices: list USER, delete USER DEVICE.
     OtpDevices {
         #[command(subcommand)]
@@ -210,6 +212,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Resource::Resources(s) => section("resources", s)?,
         Resource::Assignments(s) => section("assignments", s)?,
         Resource::StaServers(s) => section("sta-servers", s)?,
+        Resource::Policies(s) => section("policies", s)?,
         Resource::OtpDevices { verb } => match verb {
             DeviceVerb::List { user } => call("GET", format!("users/{}/otp-devices", seg(user))),
             DeviceVerb::Delete { user, device } => call(
