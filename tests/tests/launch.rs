@@ -242,8 +242,9 @@ impl Browser {
 }
 
 /// Opens a SOCKS5 launch through the gateway's TLS listener with the
-/// ticket of `launch`; asserts the worker speaks first and echoes.
-fn connect_through_gateway(gatehouse: &Gatehouse, launch: &Launch) {
+/// ticket of `launch`; asserts the worker speaks first and echoes; the
+/// session stays open while the answer lives.
+fn connect_through_gateway(gatehouse: &Gatehouse, launch: &Launch) -> socks::TlsStream {
     let ticket = launch.ticket.as_ref().expect("the address is a ticket");
     let mut stream = socks::connect_tls(gatehouse.gateway(), &gatehouse.tls_client());
     assert_eq!(
@@ -251,6 +252,7 @@ fn connect_through_gateway(gatehouse: &Gatehouse, launch: &Launch) {
         REPLY_SUCCEEDED
     );
     socks::expect_detect_and_echo(&mut stream, b"hello from the store front");
+    stream
 }
 
 /// The `worker` field of the last `launch` event for `resource`.
@@ -321,7 +323,7 @@ fn a_shared_desktop_launches_on_the_least_busy_worker_and_a_denied_one_never() {
         launch.cgp_address.as_deref(),
         Some(format!("*:{}", idle.cgp().port()).as_str())
     );
-    connect_through_gateway(&gatehouse, &launch);
+    let mut running = connect_through_gateway(&gatehouse, &launch);
     assert_eq!(launched_on(&mut gatehouse, "Pool"), "pool-idle");
     let idle_ica = idle.ica().to_string();
     gatehouse.wait_for_event("ticket_redeemed", &[("worker", &idle_ica)]);
@@ -396,7 +398,8 @@ fn a_shared_desktop_launches_on_the_least_busy_worker_and_a_denied_one_never() {
     bob.log_on(&gatehouse, "bob", "bob-password");
     assert_eq!(bob.resources(&gatehouse).0, ["Pool", "Finance"]);
 
-    // SIGHUP without the rule: new launches see the new policies.
+    // SIGHUP without the rule: new launches see the new policies, and the
+    // session launched before keeps flowing.
     let config = gatehouse.config_path();
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace(POLICY, "")).unwrap();
@@ -404,7 +407,15 @@ fn a_shared_desktop_launches_on_the_least_busy_worker_and_a_denied_one_never() {
     gatehouse.wait_for_event("config_reloaded", &[]);
     assert_eq!(alice.resources(&gatehouse).0, ["Pool", "Finance"]);
     let finance = alice.launch_file(&gatehouse, &csrf, "Finance");
-    connect_through_gateway(&gatehouse, &finance);
+    drop(connect_through_gateway(&gatehouse, &finance));
+    {
+        use std::io::{Read, Write};
+        running.write_all(b"still here").unwrap();
+        let mut echoed = [0u8; 10];
+        running.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"still here", "the earlier session kept flowing");
+    }
+    drop(running);
 
     let events = gatehouse.stop();
     let reloaded = events
