@@ -165,6 +165,7 @@ impl Caller {
         ops::list_sessions, ops::get_session, ops::kill_session,
         ops::list_workers, ops::get_worker, ops::forget_worker,
         ops::list_listeners,
+        ops::list_first_use, ops::undo_first_use,
         ops::list_devices, ops::remove_device,
         ops::reload,
         ops::list_tokens, ops::create_token, ops::revoke_token,
@@ -224,6 +225,11 @@ pub fn router(api: Api) -> Router {
             get(ops::get_worker).delete(ops::forget_worker),
         )
         .route("/api/v1/listeners", get(ops::list_listeners))
+        .route("/api/v1/first-use-assignments", get(ops::list_first_use))
+        .route(
+            "/api/v1/first-use-assignments/{desktop}/{user}",
+            axum::routing::delete(ops::undo_first_use),
+        )
         .route("/api/v1/users/{user}/otp-devices", get(ops::list_devices))
         .route(
             "/api/v1/users/{user}/otp-devices/{device}",

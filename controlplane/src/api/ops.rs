@@ -216,6 +216,66 @@ pub async fn forget_worker(
     Ok(Json(before))
 }
 
+/// A permanent assignment the broker made on first use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FirstUseAssignment {
+    /// The desktop (its worker's name).
+    pub desktop: String,
+    /// Its users, lowercase.
+    pub users: Vec<String>,
+}
+
+/// The assignments the broker made on first use (the configuration's own
+/// are `/assignments`).
+#[utoipa::path(get, path = "/api/v1/first-use-assignments", tag = "assignments",
+    responses((status = 200, body = Vec<FirstUseAssignment>), (status = 401, body = ErrorBody)))]
+pub async fn list_first_use(State(api): State<Api>) -> Json<Vec<FirstUseAssignment>> {
+    Json(
+        api.broker
+            .assigned()
+            .into_iter()
+            .map(|(desktop, users)| FirstUseAssignment {
+                desktop: desktop.to_string(),
+                users,
+            })
+            .collect(),
+    )
+}
+
+/// Undo a first-use assignment of a desktop to a user (admin); the user's
+/// next launch brokers afresh.
+#[utoipa::path(delete, path = "/api/v1/first-use-assignments/{desktop}/{user}", tag = "assignments",
+    params(("desktop" = String, Path, description = "The desktop (worker name)"),
+        ("user" = String, Path, description = "The user")),
+    responses((status = 200, body = FirstUseAssignment), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn undo_first_use(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path((desktop, user)): Path<(String, String)>,
+) -> Result<Json<FirstUseAssignment>, ApiError> {
+    let key = format!("{desktop}/{user}");
+    let name = crate::broker::registry::WorkerName::new(&desktop)
+        .map_err(|_| ApiError::not_found("first-use assignment", &key))?;
+    if !api.broker.unassign(&name, &user).await? {
+        return Err(ApiError::not_found("first-use assignment", &key));
+    }
+    let before = FirstUseAssignment {
+        desktop,
+        users: vec![user.to_ascii_lowercase()],
+    };
+    api.audit_ok(
+        &caller,
+        "delete",
+        "first-use-assignments",
+        &key,
+        super::json(&before),
+        None,
+    )
+    .await;
+    Ok(Json(before))
+}
+
 /// A listener of the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Listener {

@@ -687,6 +687,56 @@ impl Broker {
         tag
     }
 
+    /// The permanent assignments made on first use (persisted in the
+    /// store; the configuration's own are in the catalog): desktop -> its
+    /// users (lowercase), by desktop name.
+    pub fn assigned(&self) -> Vec<(WorkerName, Vec<String>)> {
+        self.inner
+            .state
+            .lock()
+            .permanent
+            .iter()
+            .map(|(desktop, users)| (desktop.clone(), users.iter().cloned().collect()))
+            .collect()
+    }
+
+    /// Undoes the first-use assignment of `desktop` to `user` (only an
+    /// administrator does): removed from the store, then from the running
+    /// state; the next launch of `user` brokers afresh. `Ok(false)` when
+    /// there was none.
+    ///
+    /// Errors: the store failed (nothing changed).
+    pub async fn unassign(&self, desktop: &WorkerName, user: &str) -> Result<bool, StoreError> {
+        let user = user.to_ascii_lowercase();
+        let held = self
+            .inner
+            .state
+            .lock()
+            .permanent
+            .get(desktop)
+            .is_some_and(|users| users.contains(&user));
+        if !held {
+            return Ok(false);
+        }
+        if let Some(store) = &self.inner.store {
+            sqlx::query("DELETE FROM broker_assignments WHERE desktop = $1 AND user_name = $2")
+                .bind(desktop.as_str())
+                .bind(&user)
+                .execute(store.pool())
+                .await
+                .map_err(StoreError::Query)?;
+        }
+        let mut state = self.inner.state.lock();
+        if let Some(users) = state.permanent.get_mut(desktop) {
+            users.remove(&user);
+            if users.is_empty() {
+                state.permanent.remove(desktop);
+            }
+        }
+        tracing::info!(desktop = %desktop, user, "desktop_unassigned");
+        Ok(true)
+    }
+
     /// A single-use logon ticket (`LogonTicket=` of the `.ica` file, type
     /// CTXS1) for `who`'s launch of `chosen`: 32 uppercase hex digits from
     /// the OS's CSPRNG, valid for the ticket tag TTL. The worker redeems

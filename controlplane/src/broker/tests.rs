@@ -69,7 +69,7 @@ async fn broker(policy: &str) -> (Broker, TempDir) {
         parallelism: 1,
     })
     .unwrap();
-    let users = LocalUsers::new(store, Arc::new(hasher));
+    let users = LocalUsers::new(store.clone(), Arc::new(hasher));
     let sta = Arc::new(Mutex::new(Sta::new(
         "STA01".parse().unwrap(),
         StaLimits::default(),
@@ -86,7 +86,7 @@ async fn broker(policy: &str) -> (Broker, TempDir) {
         },
         sta,
         Arc::new(LocalDirectory(users)),
-        None,
+        Some(store),
         SharedPolicies::new(Policies::new(policy)),
     )
     .await
@@ -198,4 +198,36 @@ async fn a_logon_ticket_is_redeemed_once_by_the_worker_it_was_issued_for() {
     );
     assert_eq!(broker.redeem_logon(&chosen.worker, &ticket), None);
     assert_eq!(broker.redeem_logon(&chosen.worker, "0123"), None);
+}
+
+#[tokio::test]
+async fn an_administrator_undoes_a_first_use_assignment_in_the_store_and_the_running_state() {
+    let (broker, _dir) = broker(POLICY).await;
+    let w1 = WorkerName::new("w-1").unwrap();
+    assert!(broker.assigned().is_empty());
+    broker
+        .record(
+            &NewAssignment::Permanent {
+                desktop: w1.clone(),
+                user: "bob".into(),
+            },
+            "Pool",
+        )
+        .await
+        .unwrap();
+    assert_eq!(broker.assigned(), [(w1.clone(), vec!["bob".to_string()])]);
+    let stored = || async {
+        let store = broker.inner.store.as_ref().unwrap();
+        sqlx::query("SELECT COUNT(*) FROM broker_assignments")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .get::<i64, _>(0)
+    };
+    assert_eq!(stored().await, 1);
+    assert!(!broker.unassign(&w1, "carol").await.unwrap());
+    assert!(broker.unassign(&w1, "BOB").await.unwrap());
+    assert!(broker.assigned().is_empty());
+    assert_eq!(stored().await, 0, "gone from the store too");
+    assert!(!broker.unassign(&w1, "bob").await.unwrap());
 }
