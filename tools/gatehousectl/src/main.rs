@@ -67,6 +67,11 @@ enum Resource {
     Resources(Section),
     /// Permanent desktop assignments.
     Assignments(Section),
+    /// Assignments the broker made on first use: list, undo DESKTOP USER.
+    FirstUse {
+        #[command(subcommand)]
+        verb: FirstUseVerb,
+    },
     /// Remote STA servers.
     StaServers(Section),
     /// Access policies (rules tried in order; a new one goes last).
@@ -109,6 +114,14 @@ enum WorkerVerb {
     Get { name: String },
     /// Forget a worker until it registers again.
     Forget { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum FirstUseVerb {
+    /// List the assignments made on first use.
+    List,
+    /// Undo one: the user's next launch brokers afresh.
+    Undo { desktop: String, user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +224,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Resource::Desktops(s) => section("desktops", s)?,
         Resource::Resources(s) => section("resources", s)?,
         Resource::Assignments(s) => section("assignments", s)?,
+        Resource::FirstUse { verb } => match verb {
+            FirstUseVerb::List => call("GET", "first-use-assignments"),
+            FirstUseVerb::Undo { desktop, user } => call(
+                "DELETE",
+                format!("first-use-assignments/{}/{}", seg(desktop), seg(user)),
+            ),
+        },
         Resource::StaServers(s) => section("sta-servers", s)?,
         Resource::Policies(s) => section("policies", s)?,
         Resource::OtpDevices { verb } => match verb {
