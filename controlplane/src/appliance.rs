@@ -108,6 +108,16 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The DNS responder of the registered client names could not be
+    /// bound.
+    #[error("cannot listen on {addr} (server_to_client.dns_listen)")]
+    DnsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The channel between the planes could not be created.
     #[error("cannot create the channel between the planes")]
     Channel(#[from] AttachError),
@@ -313,6 +323,9 @@ pub fn redeem_config(config: &Config, gate: Option<ControlPlaneGate>) -> Channel
             .min(usize::try_from(DEFAULT_SLOTS_PER_RING).unwrap_or(usize::MAX)),
         gate,
         control_plane_wait: Duration::from_millis(config.engine.control_plane_wait_ms),
+        // With pools configured the cores also play the connector role.
+        connector: (!config.server_to_client.pools.is_empty())
+            .then(gatehouse_engine::ConnectorConfig::default),
     }
 }
 
@@ -393,6 +406,7 @@ pub struct ControlPlane {
     admin: Admin,
     web_stop: tokio::sync::watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
+    s2c: crate::s2c::service::ServerToClient,
 }
 
 impl ControlPlane {
@@ -465,6 +479,33 @@ impl ControlPlane {
             axum::Router::new()
         };
         let login = Arc::new(login);
+        let policies =
+            crate::policy::SharedPolicies::new(crate::policy::Policies::new(config.policy.clone()));
+        let s2c = crate::s2c::service::ServerToClient::open(
+            &config.server_to_client,
+            policies,
+            store.clone(),
+        )
+        .await
+        .map_err(|e| RunError::Login(e.into()))?;
+        if s2c.enabled() {
+            let local_users = store
+                .list_users()
+                .await
+                .map_or(0, |users| users.len() as u64);
+            s2c.warn_undersized(local_users, std::time::SystemTime::now());
+        }
+        if let Some(addr) = config.server_to_client.dns_listen {
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|source| RunError::DnsBind { addr, source })?;
+            background.push(tokio::spawn(crate::s2c::dns::serve(socket, s2c.clone())));
+        }
+        let access = web::access::AccessState {
+            login: login.clone(),
+            s2c: s2c.clone(),
+        };
+        let devices = devices.merge(web::access::router(access.clone()));
         background.push(tokio::spawn(crate::login::session::sweep_every(
             login.sessions().clone(),
             crate::login::session::SWEEP_PERIOD,
@@ -472,7 +513,9 @@ impl ControlPlane {
         let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
         background.push(tokio::spawn(web::serve(
             web_listener,
-            web::router_with(Arc::new(web::WebState::new(login)), devices),
+            web::router_with(Arc::new(web::WebState::new(login)), devices).layer(
+                axum::middleware::from_fn_with_state(access, web::access::release_on_logout),
+            ),
             web_stopped,
         )));
         let broker = crate::broker::Broker::from_config(config, sta.clone(), store).await?;
@@ -484,6 +527,7 @@ impl ControlPlane {
             admin,
             web_stop,
             background,
+            s2c,
         })
     }
 
@@ -506,14 +550,24 @@ impl ControlPlane {
     /// A redeem service over this control plane's STA router and session
     /// table, allocating session ids for the channel side of `generation`.
     pub fn redeem_service(&self, generation: Generation) -> RedeemService {
-        RedeemService::new(
+        let service = RedeemService::new(
             self.router.clone(),
             self.sessions.clone(),
             Arc::new(SessionIds::new(generation)),
             SystemResolver,
             DEFAULT_RESOLVE_TIMEOUT,
         )
-        .with_reconnects(self.reconnects.clone())
+        .with_reconnects(self.reconnects.clone());
+        if self.s2c.enabled() {
+            service.with_s2c(self.s2c.clone())
+        } else {
+            service
+        }
+    }
+
+    /// Server-to-client leases, flows and names.
+    pub fn s2c(&self) -> &crate::s2c::service::ServerToClient {
+        &self.s2c
     }
 
     /// Adds tasks that [`ControlPlane::stop`] aborts.

@@ -24,6 +24,7 @@
 //! [`WebState`] and passes the socket's path to the engine
 //! ([`gatehouse_engine::WebForward`]).
 
+pub mod access;
 pub mod cookies;
 pub mod flow;
 pub mod manageotp;

@@ -34,6 +34,12 @@ pub fn push_device() -> PathBuf {
     existing(bin_dir(), "push-device")
 }
 
+/// The `access-client` binary (package `gatehouse-access-client`), built
+/// if needed.
+pub fn access_client() -> PathBuf {
+    existing(bin_dir(), "access-client")
+}
+
 /// The directory holding the binaries. The first call in a process builds
 /// them (see the module docs); later calls return at once. Panics with
 /// cargo's output if the build fails.
@@ -90,7 +96,12 @@ fn build() -> PathBuf {
         .current_dir(workspace)
         .args(["build", "--quiet", "--profile", &profile])
         .args(["-p", "gatehouse", "-p", "gatehouse-vda-sim"])
-        .args(["-p", "gatehouse-push-device"])
+        .args([
+            "-p",
+            "gatehouse-push-device",
+            "-p",
+            "gatehouse-access-client",
+        ])
         .args([
             "--bin",
             "gatehouse",
@@ -98,6 +109,8 @@ fn build() -> PathBuf {
             "vda-sim",
             "--bin",
             "push-device",
+            "--bin",
+            "access-client",
         ])
         .stdin(Stdio::null());
     // Cargo gives a test process its package's build-time variables

@@ -59,6 +59,7 @@ async fn creates_a_private_wal_database_with_the_schema_on_first_use() {
         tables,
         [
             "broker_assignments",
+            "iip_leases",
             "local_users",
             "otp_accepted_steps",
             "otp_devices",
