@@ -109,6 +109,16 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The DNS responder of the registered client names could not be
+    /// bound.
+    #[error("cannot listen on {addr} (server_to_client.dns_listen)")]
+    DnsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The channel between the planes could not be created.
     #[error("cannot create the channel between the planes")]
     Channel(#[from] AttachError),
@@ -317,6 +327,9 @@ pub fn redeem_config(config: &Config, gate: Option<ControlPlaneGate>) -> Channel
             .min(usize::try_from(DEFAULT_SLOTS_PER_RING).unwrap_or(usize::MAX)),
         gate,
         control_plane_wait: Duration::from_millis(config.engine.control_plane_wait_ms),
+        // With pools configured the cores also play the connector role.
+        connector: (!config.server_to_client.pools.is_empty())
+            .then(gatehouse_engine::ConnectorConfig::default),
     }
 }
 
@@ -398,6 +411,7 @@ pub struct ControlPlane {
     web_stop: tokio::sync::watch::Sender<bool>,
     policies: SharedPolicies,
     background: Vec<JoinHandle<()>>,
+    s2c: crate::s2c::service::ServerToClient,
 }
 
 impl ControlPlane {
@@ -478,13 +492,39 @@ impl ControlPlane {
             axum::Router::new()
         };
         let login = Arc::new(login);
+        // One set of access policies for every decision (store front, XML
+        // broker, AuthService, server-to-client flows); a reload or an API
+        // change replaces it in place.
+        let policies = SharedPolicies::new(Policies::new(config.policy.clone()));
+        let s2c = crate::s2c::service::ServerToClient::open(
+            &config.server_to_client,
+            policies.clone(),
+            store.clone(),
+        )
+        .await
+        .map_err(|e| RunError::Login(e.into()))?;
+        if s2c.enabled() {
+            let local_users = store
+                .list_users()
+                .await
+                .map_or(0, |users| users.len() as u64);
+            s2c.warn_undersized(local_users, std::time::SystemTime::now());
+        }
+        if let Some(addr) = config.server_to_client.dns_listen {
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|source| RunError::DnsBind { addr, source })?;
+            background.push(tokio::spawn(crate::s2c::dns::serve(socket, s2c.clone())));
+        }
+        let access = web::access::AccessState {
+            login: login.clone(),
+            s2c: s2c.clone(),
+        };
+        let devices = devices.merge(web::access::router(access.clone()));
         background.push(tokio::spawn(crate::login::session::sweep_every(
             login.sessions().clone(),
             crate::login::session::SWEEP_PERIOD,
         )));
-        // One set of access policies for every decision (store front, XML
-        // broker, AuthService); a reload replaces it in place.
-        let policies = SharedPolicies::new(Policies::new(config.policy.clone()));
         let broker = crate::broker::Broker::from_config(
             config,
             sta.clone(),
@@ -499,7 +539,9 @@ impl ControlPlane {
         let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
         background.push(tokio::spawn(web::serve(
             web_listener,
-            web::router_with(Arc::new(web_state), devices),
+            web::router_with(Arc::new(web_state), devices).layer(
+                axum::middleware::from_fn_with_state(access, web::access::release_on_logout),
+            ),
             web_stopped,
         )));
         let api = crate::api::Api::new(crate::api::Inner {
@@ -538,6 +580,7 @@ impl ControlPlane {
             web_stop,
             policies,
             background,
+            s2c,
         })
     }
 
@@ -594,14 +637,24 @@ impl ControlPlane {
     /// A redeem service over this control plane's STA router and session
     /// table, allocating session ids for the channel side of `generation`.
     pub fn redeem_service(&self, generation: Generation) -> RedeemService {
-        RedeemService::new(
+        let service = RedeemService::new(
             self.router.clone(),
             self.sessions.clone(),
             Arc::new(SessionIds::new(generation)),
             SystemResolver,
             DEFAULT_RESOLVE_TIMEOUT,
         )
-        .with_reconnects(self.reconnects.clone())
+        .with_reconnects(self.reconnects.clone());
+        if self.s2c.enabled() {
+            service.with_s2c(self.s2c.clone())
+        } else {
+            service
+        }
+    }
+
+    /// Server-to-client leases, flows and names.
+    pub fn s2c(&self) -> &crate::s2c::service::ServerToClient {
+        &self.s2c
     }
 
     /// Adds tasks that [`ControlPlane::stop`] aborts.

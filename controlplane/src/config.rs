@@ -27,6 +27,7 @@ use crate::login::LoginSection;
 use crate::policy::PolicySection;
 use crate::push::PushSection;
 use crate::radius::RadiusSection;
+use crate::s2c::ServerToClientSection;
 use crate::sta::StaLimits;
 
 /// The exit code of `gatehouse` for a bad configuration (EX_USAGE).
@@ -73,6 +74,10 @@ pub struct Config {
     /// Access policies for launches and server-to-client flows
     /// (`[[policy.rules]]`). See [`PolicySection`].
     pub policy: PolicySection,
+    /// Server-to-client access: IIP pools and apps
+    /// (`[[server_to_client.pools]]`, `[[server_to_client.apps]]`). See
+    /// [`ServerToClientSection`].
+    pub server_to_client: ServerToClientSection,
 }
 
 impl Default for Config {
@@ -90,6 +95,7 @@ impl Default for Config {
             login: LoginSection::default(),
             broker: BrokerSection::default(),
             policy: PolicySection::default(),
+            server_to_client: ServerToClientSection::default(),
         }
     }
 }
@@ -665,6 +671,9 @@ impl Config {
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.policy
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.server_to_client
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())

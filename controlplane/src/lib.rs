@@ -40,6 +40,9 @@
 //! - [`split`]: `gatehouse controlplane` and `gatehouse dataplane`: the two
 //!   planes as separate processes over a named segment; liveness, the
 //!   data plane's gate and the session table's reconciliation.
+//! - [`s2c`]: server-to-client access: IIP pools and leases (kept in the
+//!   store), server-to-client apps, and the flow decision a connector asks
+//!   for.
 //!
 //! What it refuses to do: parse protocol bytes of the data path (that is
 //! `gatehouse-wire`), block a data-plane core (answers go through bounded
@@ -65,6 +68,7 @@ pub mod radius;
 pub mod reconnect;
 pub mod redeem;
 pub mod reload;
+pub mod s2c;
 pub mod sessions;
 pub mod split;
 pub mod sta;

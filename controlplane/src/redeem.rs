@@ -40,9 +40,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use gatehouse_channel::{
-    AsyncPort, ControlPort, ControlSide, CoreId, DenyReason, Envelope, MonotonicMillis, RecvError,
-    RedeemKind, RedeemTicket, RequestId, SendError, SessionId, TicketBytes, ToControl, ToCore,
-    Verdict, WorkerAddr,
+    AsyncPort, ControlPort, ControlSide, CoreId, DenyReason, Envelope, FlowDenyReason, FlowId,
+    FlowVerdict, MonotonicMillis, RecvError, RedeemKind, RedeemTicket, RequestId, SendError,
+    SessionId, TicketBytes, ToControl, ToCore, Verdict, WorkerAddr,
 };
 use gatehouse_engine::Fault;
 use gatehouse_wire::ticket::StaTicket;
@@ -50,6 +50,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::reconnect::{DEFAULT_RECONNECT_WINDOW, Due, ReconnectTable};
+use crate::s2c::service::{ConnectorCommand, ServerToClient, flow_of};
 use crate::sessions::{SessionIds, SessionRecord, SessionTable};
 use crate::sta::http::{RouteError, StaRouter};
 use crate::sta::{self, CgpAddress, Issued, StaError, TicketData, TicketKind};
@@ -105,6 +106,9 @@ pub struct Grant {
     pub worker: SocketAddr,
     /// The kind of ticket that was redeemed.
     pub kind: TicketKind,
+    /// The server-to-client flow a rendezvous ticket names (its data
+    /// connection goes to a connector core's rendezvous listener).
+    pub flow: Option<FlowId>,
 }
 
 /// Why a port task stopped.
@@ -146,6 +150,7 @@ pub struct RedeemService<R = SystemResolver> {
     reconnects: Arc<ReconnectTable>,
     resolver: Arc<R>,
     resolve_timeout: Duration,
+    s2c: Option<ServerToClient>,
 }
 
 impl<R> Clone for RedeemService<R> {
@@ -157,6 +162,7 @@ impl<R> Clone for RedeemService<R> {
             reconnects: self.reconnects.clone(),
             resolver: self.resolver.clone(),
             resolve_timeout: self.resolve_timeout,
+            s2c: self.s2c.clone(),
         }
     }
 }
@@ -189,7 +195,15 @@ impl<R: Resolve> RedeemService<R> {
             reconnects: Arc::new(ReconnectTable::new(DEFAULT_RECONNECT_WINDOW)),
             resolver: Arc::new(resolver),
             resolve_timeout,
+            s2c: None,
         }
+    }
+
+    /// The same service answering connectors' flow requests with `s2c`
+    /// (and relaying its listen orders to the cores).
+    pub fn with_s2c(mut self, s2c: ServerToClient) -> Self {
+        self.s2c = Some(s2c);
+        self
     }
 
     /// The same service keeping resumable CGP sessions in `reconnects`.
@@ -242,6 +256,15 @@ impl<R: Resolve> RedeemService<R> {
         let mut backlog: VecDeque<(RequestId, ToCore)> = VecDeque::new();
         // Verdicts being decided; each holds one slot of the answer ring.
         let mut deciding: u64 = 0;
+        // Connector orders: first every address already leased, then each
+        // change as it happens.
+        let mut orders = self.s2c.as_ref().map(|s2c| {
+            let receiver = s2c.subscribe();
+            for addr in s2c.listening() {
+                backlog.push_back((RequestId(0), ToCore::Listen(addr)));
+            }
+            receiver
+        });
         loop {
             while let Some((request_id, answer)) = backlog.front() {
                 match port.try_send(*request_id, answer) {
@@ -276,6 +299,9 @@ impl<R: Resolve> RedeemService<R> {
                     }
                     Err(source) => return Err(ServeError::Recv { core, source }),
                 },
+                order = next_order(&mut orders) => {
+                    backlog.extend(order.into_iter().map(|message| (RequestId(0), message)));
+                }
                 () = tokio::time::sleep(FULL_RETRY), if !can_take || !backlog.is_empty() => {}
             }
         }
@@ -340,11 +366,25 @@ impl<R: Resolve> RedeemService<R> {
             RedeemKind::Cgp => Some(self.issue_reconnect(grant.worker, session)?),
             RedeemKind::Socks | RedeemKind::CgpReconnect => None,
         };
+        // A server-to-client data connection: the core writes the
+        // rendezvous preamble naming the flow to the connector first.
+        let worker_ticket = match (request.kind, grant.flow) {
+            (RedeemKind::Socks, Some(flow)) => {
+                let preamble = gatehouse_wire::rendezvous::Preamble { flow: flow.0 }.encode();
+                Some(TicketBytes::new(&preamble).map_err(|_| Refusal {
+                    reason: DenyReason::Internal,
+                    label: "preamble_too_long",
+                    fault: Fault::Internal,
+                    error: None,
+                })?)
+            }
+            _ => None,
+        };
         Ok(Allowed {
             worker: grant.worker,
             session,
             reconnect_ticket,
-            worker_ticket: None,
+            worker_ticket,
         })
     }
 
@@ -482,6 +522,14 @@ impl<R: Resolve> RedeemService<R> {
             .redeem(request.ticket.as_bytes())
             .await
             .map_err(|error| refusal_of_route(&error))?;
+        // Only tickets of the local STA may name a flow: a remote STA
+        // must not pair its data connection with a parked server.
+        let flow = match StaTicket::decode(request.ticket.as_bytes()) {
+            Ok(ticket) if ticket.sta_id == self.router.local().lock().id() => {
+                flow_of(&redeemed.data)
+            }
+            _ => None,
+        };
         let (expected, target) = match request.kind {
             RedeemKind::Socks => (TicketKind::SingleUse, Some(redeemed.data.ica_address)),
             RedeemKind::Cgp => (TicketKind::SingleUse, redeemed.data.cgp_target()),
@@ -511,6 +559,7 @@ impl<R: Resolve> RedeemService<R> {
         Ok(Grant {
             worker,
             kind: redeemed.kind,
+            flow,
         })
     }
 
@@ -600,6 +649,52 @@ impl<R: Resolve> RedeemService<R> {
                 false
             }
             ToControl::Heartbeat(_) => false,
+            ToControl::FlowRequest(request) => {
+                let verdict = match &self.s2c {
+                    Some(s2c) => s2c.flow_request(
+                        s2c.connector_name(),
+                        &request,
+                        self.router.local(),
+                        SystemTime::now(),
+                    ),
+                    None => FlowVerdict::Deny {
+                        reason: FlowDenyReason::Internal,
+                    },
+                };
+                // Decided at once (no I/O): owed and answered in one go.
+                let _ = answers.send((request_id, ToCore::FlowVerdict(verdict)));
+                true
+            }
+            ToControl::FlowClosed(closed) => {
+                if let Some(s2c) = &self.s2c {
+                    s2c.flow_closed(&closed);
+                }
+                false
+            }
+        }
+    }
+}
+
+/// The next connector order as channel messages; pending forever without
+/// a server-to-client service. A receiver that fell behind gets the
+/// current listen set again (nothing is lost but the order of unlistens).
+async fn next_order(
+    orders: &mut Option<tokio::sync::broadcast::Receiver<ConnectorCommand>>,
+) -> Vec<ToCore> {
+    let Some(receiver) = orders else {
+        return std::future::pending().await;
+    };
+    match receiver.recv().await {
+        Ok(ConnectorCommand::Listen(addrs)) => addrs.into_iter().map(ToCore::Listen).collect(),
+        Ok(ConnectorCommand::Unlisten(addrs)) => addrs.into_iter().map(ToCore::Unlisten).collect(),
+        Ok(ConnectorCommand::CloseFlows(iip)) => vec![ToCore::CloseFlows(IpAddr::V4(iip))],
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+            tracing::warn!(missed, "s2c_orders_lagged");
+            Vec::new()
+        }
+        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+            *orders = None;
+            Vec::new()
         }
     }
 }

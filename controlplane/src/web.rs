@@ -27,6 +27,7 @@
 //! [`WebState`] and passes the socket's path to the engine
 //! ([`gatehouse_engine::WebForward`]).
 
+pub mod access;
 pub mod authservice;
 pub mod cookies;
 pub mod flow;

@@ -40,6 +40,12 @@ pub fn gatehousectl() -> PathBuf {
     existing(bin_dir(), "gatehousectl")
 }
 
+/// The `access-client` binary (package `gatehouse-access-client`), built
+/// if needed.
+pub fn access_client() -> PathBuf {
+    existing(bin_dir(), "access-client")
+}
+
 /// The directory holding the binaries. The first call in a process builds
 /// them (see the module docs); later calls return at once. Panics with
 /// cargo's output if the build fails.
@@ -97,6 +103,7 @@ fn build() -> PathBuf {
         .args(["build", "--quiet", "--profile", &profile])
         .args(["-p", "gatehouse", "-p", "gatehouse-vda-sim"])
         .args(["-p", "gatehouse-push-device", "-p", "gatehouse-ctl"])
+        .args(["-p", "gatehouse-access-client"])
         .args([
             "--bin",
             "gatehouse",
@@ -106,6 +113,8 @@ fn build() -> PathBuf {
             "push-device",
             "--bin",
             "gatehousectl",
+            "--bin",
+            "access-client",
         ])
         .stdin(Stdio::null());
     // Cargo gives a test process its package's build-time variables

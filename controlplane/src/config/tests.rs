@@ -40,6 +40,13 @@ fn full() -> Config {
         "STA02".parse().unwrap(),
         StaUrl::parse("http://10.0.0.2:8080/scripts/ctxsta.dll").unwrap(),
     );
+    config.server_to_client = toml::from_str(
+        "dns_listen = \"127.0.0.1:5353\"\n[[pools]]\nname = \"hq\"\nlocation = \"hq\"\ncidr = \"10.77.0.0/16\"\n\
+         connectors = [\"c1\"]\nusers = [\"alice\"]\ngroups = [\"eng\"]\n\
+         [[apps]]\nname = \"rdp\"\ndescription = \"d\"\nservers = [\"10.1.0.0/16\"]\n\
+         ports = [3389]\nprotocol = \"tcp\"\n",
+    )
+    .unwrap();
     config
 }
 

@@ -62,6 +62,7 @@ async fn creates_a_private_wal_database_with_the_schema_on_first_use() {
             "audit_log",
             "broker_assignments",
             "config_overlay",
+            "iip_leases",
             "local_users",
             "otp_accepted_steps",
             "otp_devices",

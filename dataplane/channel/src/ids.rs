@@ -14,6 +14,11 @@ pub struct CoreId(pub u16);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 
+/// A server-to-client flow (a back-end server's connection through a
+/// connector), allocated by the control plane in a flow verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(pub u64);
+
 /// Correlates an answer with its request on one ring pair.
 ///
 /// The side that asks allocates it with [`RequestIds`], which puts the
@@ -82,6 +87,12 @@ impl fmt::Display for CoreId {
 }
 
 impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#018x}", self.0)
+    }
+}
+
+impl fmt::Display for FlowId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#018x}", self.0)
     }

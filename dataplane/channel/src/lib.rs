@@ -58,14 +58,15 @@ pub use channel::{
     in_process,
 };
 pub use ids::{
-    ClientAddr, CoreId, CounterId, Generation, MonotonicMillis, RequestId, RequestIds, SessionId,
-    WorkerAddr,
+    ClientAddr, CoreId, CounterId, FlowId, Generation, MonotonicMillis, RequestId, RequestIds,
+    SessionId, WorkerAddr,
 };
 pub use link::{LINK_TIMEOUT, LinkError, LinkListener, Linked};
 pub use liveness::{PeerSnapshot, PeerStatus, PeerWatch, ProcessPresence};
 pub use message::{
-    DenyReason, Envelope, Heartbeat, KillSession, MessageError, RedeemKind, RedeemTicket,
-    SessionClosed, SessionOpened, StatsReport, TicketBytes, ToControl, ToCore, Verdict,
+    DenyReason, Envelope, FlowClosed, FlowDenyReason, FlowRequest, FlowVerdict, Heartbeat,
+    KillSession, MessageError, RedeemKind, RedeemTicket, SessionClosed, SessionOpened, StatsReport,
+    TicketBytes, ToControl, ToCore, Verdict,
 };
 pub use named::{DEFAULT_SEGMENT_DIR, NameError, SegmentName};
 pub use pending::{Expired, PendingCounters, PendingTable, RejectReason, Rejected};

@@ -115,6 +115,35 @@ impl CoreState {
             acks: RefCell::new(Vec::new()),
         }
     }
+
+    /// A new session for a connection this core's connector accepted
+    /// outside the listeners (a rendezvous pairing): counted like any other.
+    pub(crate) fn open_session(self: &Rc<Self>, peer: SocketAddr) -> Session {
+        let conn = ConnId(self.next_conn.get());
+        self.next_conn.set(conn.0.wrapping_add(1));
+        bump(&self.counters.accepted, 1);
+        Session::open(self.clone(), conn, ClientAddr(peer), CONNECTOR_LISTENER)
+    }
+
+    /// Completes at the drain deadline (every session must end now).
+    pub(crate) async fn until_cut(&self) {
+        self.cut.wait().await;
+    }
+}
+
+/// The listener id of sessions the connector opens (not an engine
+/// listener).
+pub(crate) const CONNECTOR_LISTENER: ListenerId = ListenerId(usize::MAX);
+
+thread_local! {
+    /// The core running on this thread, for the connector (which builds its
+    /// sessions outside the accept loops).
+    static CURRENT: RefCell<Option<std::rc::Weak<CoreState>>> = const { RefCell::new(None) };
+}
+
+/// The core running on this thread, if any.
+pub(crate) fn current() -> Option<Rc<CoreState>> {
+    CURRENT.with(|slot| slot.borrow().as_ref().and_then(std::rc::Weak::upgrade))
 }
 
 /// The body of a core thread: builds the runtime for `setup.driver` and
@@ -160,6 +189,7 @@ async fn core_main<F: HandlerFactory>(setup: CoreSetup<F>) -> CoreStats {
         ..
     } = setup;
     let state = Rc::new(CoreState::new(id, &config));
+    CURRENT.with(|slot| *slot.borrow_mut() = Some(Rc::downgrade(&state)));
     let counters = Rc::downgrade(&state);
     crate::counters::install_snapshot(Box::new(move || {
         counters

@@ -44,6 +44,7 @@
 
 pub mod cgp;
 mod config;
+pub mod connector;
 mod core;
 mod counters;
 pub mod detect;
@@ -63,6 +64,7 @@ pub mod socks;
 pub mod tls;
 
 pub use config::{ConfigError, Driver, EngineConfig, RelayMode};
+pub use connector::ConnectorConfig;
 pub use counters::{
     CoreSnapshot, CoreStats, MAX_REFUSAL_REASONS, Refusal, RefusalCounts, answer_pairs,
     counter_ids, current_snapshot, install_snapshot,

@@ -262,6 +262,13 @@ where
         Ok(backend) => backend,
         Err(refused) => return exchange.answer_refusal(client, refused, session).await,
     };
+    // A server-to-client flow: the verdict's worker ticket is the
+    // rendezvous preamble naming the flow, written before any client byte.
+    if let Some(preamble) = redeemed.worker_ticket()
+        && let Err(refused) = write_preamble(&mut backend, preamble.as_bytes()).await
+    {
+        return exchange.answer_refusal(client, refused, session).await;
+    }
     let forwarded = match exchange.inbox.forward(&mut backend).await {
         Ok(forwarded) => forwarded,
         Err(refused) => return exchange.answer_refusal(client, refused, session).await,
@@ -275,6 +282,19 @@ where
         backend,
         redeemed,
         forwarded,
+    })
+}
+
+/// Writes the rendezvous preamble to the connector within [`REPLY_GRACE`].
+async fn write_preamble(backend: &mut TcpStream, preamble: &[u8]) -> Result<(), Refused> {
+    let writing = backend.write_all(preamble.to_vec());
+    let result = match monoio::time::timeout(REPLY_GRACE, writing).await {
+        Ok((result, _)) => result.map(|_| ()),
+        Err(_elapsed) => Err(io::Error::from(io::ErrorKind::TimedOut)),
+    };
+    result.map_err(|source| Refused::Connect {
+        refusal: Refusal::BackendRefused,
+        source,
     })
 }
 

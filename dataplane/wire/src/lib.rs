@@ -12,6 +12,8 @@
 //! - [`ica`]: `.ica` launch files, writer and parser (§5).
 //! - [`proxy`]: the PROXY protocol v2 header the data plane puts in front of
 //!   an HTTP connection it forwards to the control plane.
+//! - [`rendezvous`]: the preamble naming a server-to-client flow on a data
+//!   connection to a connector's rendezvous listener.
 //!
 //! Every incremental parser answers with [`Progress`]: a complete value and
 //! the bytes it consumed, or "need more" with the total length it needs at
@@ -27,6 +29,7 @@ pub mod cgp;
 pub mod detect;
 pub mod ica;
 pub mod proxy;
+pub mod rendezvous;
 pub mod socks5;
 pub mod ticket;
 

@@ -15,18 +15,26 @@
 //! StatsRequest   (empty)
 //! StatsReport    count u8, count x (counter id u16, value u64)
 //! Heartbeat      generation u32
+//! FlowRequest    local addr, server addr, rendezvous addr
+//! FlowVerdict    01 flow u64                                             (allow)
+//!                02 reason u8                                            (deny)
+//! Listen         addr
+//! Unlisten       addr
+//! CloseFlows     ip (family 04 + 4 octets, or 06 + 16 octets)
+//! FlowClosed     flow u64, bytes to client u64, bytes to server u64, duration ms u64
 //! ```
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use gatehouse_wire::Progress;
 
 use super::{
-    DenyReason, Envelope, HEADER_BYTES, Heartbeat, KillSession, Kind, MAX_PAYLOAD_BYTES, Message,
-    MessageError, RedeemKind, RedeemTicket, SCHEMA_VERSION, SLOT_BYTES, SessionClosed,
-    SessionOpened, StatsReport, TicketBytes, ToControl, ToCore, Verdict,
+    DenyReason, Envelope, FlowClosed, FlowDenyReason, FlowRequest, FlowVerdict, HEADER_BYTES,
+    Heartbeat, KillSession, Kind, MAX_PAYLOAD_BYTES, Message, MessageError, RedeemKind,
+    RedeemTicket, SCHEMA_VERSION, SLOT_BYTES, SessionClosed, SessionOpened, StatsReport,
+    TicketBytes, ToControl, ToCore, Verdict,
 };
-use crate::ids::{ClientAddr, CounterId, Generation, RequestId, SessionId, WorkerAddr};
+use crate::ids::{ClientAddr, CounterId, FlowId, Generation, RequestId, SessionId, WorkerAddr};
 
 const FAMILY_V4: u8 = 0x04;
 const FAMILY_V6: u8 = 0x06;
@@ -119,6 +127,8 @@ impl Message for ToControl {
             ToControl::SessionClosed(_) => Kind::SessionClosed,
             ToControl::StatsReport(_) => Kind::StatsReport,
             ToControl::Heartbeat(_) => Kind::Heartbeat,
+            ToControl::FlowRequest(_) => Kind::FlowRequest,
+            ToControl::FlowClosed(_) => Kind::FlowClosed,
         }
     }
 
@@ -152,6 +162,17 @@ impl Message for ToControl {
                 }
             }
             ToControl::Heartbeat(m) => w.u32(m.generation.0),
+            ToControl::FlowRequest(m) => {
+                w.addr(m.local);
+                w.addr(m.server);
+                w.addr(m.rendezvous);
+            }
+            ToControl::FlowClosed(m) => {
+                w.u64(m.flow.0);
+                w.u64(m.bytes_to_client);
+                w.u64(m.bytes_to_server);
+                w.u64(m.duration_ms);
+            }
         }
         w.pos
     }
@@ -199,7 +220,24 @@ impl Message for ToControl {
             Kind::Heartbeat => ToControl::Heartbeat(Heartbeat {
                 generation: Generation(r.u32("generation")?),
             }),
-            Kind::Verdict | Kind::KillSession | Kind::StatsRequest => {
+            Kind::FlowRequest => ToControl::FlowRequest(FlowRequest {
+                local: r.addr()?,
+                server: r.addr()?,
+                rendezvous: r.addr()?,
+            }),
+            Kind::FlowClosed => ToControl::FlowClosed(FlowClosed {
+                flow: FlowId(r.u64("flow")?),
+                bytes_to_client: r.u64("bytes to client")?,
+                bytes_to_server: r.u64("bytes to server")?,
+                duration_ms: r.u64("duration")?,
+            }),
+            Kind::Verdict
+            | Kind::KillSession
+            | Kind::StatsRequest
+            | Kind::FlowVerdict
+            | Kind::Listen
+            | Kind::Unlisten
+            | Kind::CloseFlows => {
                 return Err(MessageError::WrongDirection(kind));
             }
         };
@@ -215,6 +253,10 @@ impl Message for ToCore {
             ToCore::KillSession(_) => Kind::KillSession,
             ToCore::StatsRequest => Kind::StatsRequest,
             ToCore::Heartbeat(_) => Kind::Heartbeat,
+            ToCore::FlowVerdict(_) => Kind::FlowVerdict,
+            ToCore::Listen(_) => Kind::Listen,
+            ToCore::Unlisten(_) => Kind::Unlisten,
+            ToCore::CloseFlows(_) => Kind::CloseFlows,
         }
     }
 
@@ -240,6 +282,16 @@ impl Message for ToCore {
             ToCore::KillSession(m) => w.u64(m.session.0),
             ToCore::StatsRequest => {}
             ToCore::Heartbeat(m) => w.u32(m.generation.0),
+            ToCore::FlowVerdict(FlowVerdict::Allow { flow }) => {
+                w.u8(VERDICT_ALLOW);
+                w.u64(flow.0);
+            }
+            ToCore::FlowVerdict(FlowVerdict::Deny { reason }) => {
+                w.u8(VERDICT_DENY);
+                w.u8(*reason as u8);
+            }
+            ToCore::Listen(addr) | ToCore::Unlisten(addr) => w.addr(*addr),
+            ToCore::CloseFlows(ip) => w.ip(*ip),
         }
         w.pos
     }
@@ -272,7 +324,24 @@ impl Message for ToCore {
             Kind::Heartbeat => ToCore::Heartbeat(Heartbeat {
                 generation: Generation(r.u32("generation")?),
             }),
-            Kind::RedeemTicket | Kind::SessionOpened | Kind::SessionClosed | Kind::StatsReport => {
+            Kind::FlowVerdict => match r.u8("flow verdict")? {
+                VERDICT_ALLOW => ToCore::FlowVerdict(FlowVerdict::Allow {
+                    flow: FlowId(r.u64("flow")?),
+                }),
+                VERDICT_DENY => ToCore::FlowVerdict(FlowVerdict::Deny {
+                    reason: r.flow_deny_reason()?,
+                }),
+                other => return Err(unknown("flow verdict", other)),
+            },
+            Kind::Listen => ToCore::Listen(r.addr()?),
+            Kind::Unlisten => ToCore::Unlisten(r.addr()?),
+            Kind::CloseFlows => ToCore::CloseFlows(r.ip()?),
+            Kind::RedeemTicket
+            | Kind::SessionOpened
+            | Kind::SessionClosed
+            | Kind::StatsReport
+            | Kind::FlowRequest
+            | Kind::FlowClosed => {
                 return Err(MessageError::WrongDirection(kind));
             }
         };
@@ -335,6 +404,19 @@ impl<'a> Writer<'a> {
                 self.ticket(ticket);
             }
             None => self.u8(TICKET_ABSENT),
+        }
+    }
+
+    fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => {
+                self.u8(FAMILY_V4);
+                self.bytes(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                self.u8(FAMILY_V6);
+                self.bytes(&v6.octets());
+            }
         }
     }
 
@@ -414,6 +496,28 @@ impl<'a> Reader<'a> {
         TicketBytes::new(text)
     }
 
+    fn ip(&mut self) -> Result<IpAddr, MessageError> {
+        match self.u8("address family")? {
+            FAMILY_V4 => Ok(IpAddr::V4(Ipv4Addr::from(self.take::<4>("ipv4 address")?))),
+            FAMILY_V6 => Ok(IpAddr::V6(Ipv6Addr::from(self.take::<16>("ipv6 address")?))),
+            other => Err(unknown("address family", other)),
+        }
+    }
+
+    fn flow_deny_reason(&mut self) -> Result<FlowDenyReason, MessageError> {
+        Ok(match self.u8("flow deny reason")? {
+            0x01 => FlowDenyReason::NoLease,
+            0x02 => FlowDenyReason::ConnectorNotOwner,
+            0x03 => FlowDenyReason::ServerNotInApp,
+            0x04 => FlowDenyReason::PortNotInApp,
+            0x05 => FlowDenyReason::PolicyDeny,
+            0x06 => FlowDenyReason::ClientAbsent,
+            0x07 => FlowDenyReason::Overloaded,
+            0x08 => FlowDenyReason::Internal,
+            other => return Err(unknown("flow deny reason", other)),
+        })
+    }
+
     fn addr(&mut self) -> Result<SocketAddr, MessageError> {
         match self.u8("address family")? {
             FAMILY_V4 => {
@@ -479,4 +583,6 @@ const _: () = {
     const REPORT_MAX: usize = 1 + super::MAX_COUNTERS * 10;
     assert!(REPORT_MAX <= MAX_PAYLOAD_BYTES);
     assert!(8 + 2 * ADDR_MAX + 1 + TICKET_MAX <= MAX_PAYLOAD_BYTES);
+    assert!(3 * ADDR_MAX <= MAX_PAYLOAD_BYTES);
+    assert!(4 * 8 <= MAX_PAYLOAD_BYTES);
 };

@@ -28,14 +28,15 @@ mod codec;
 mod tests;
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 pub(crate) use codec::encode_parts;
 pub use codec::{decode, encode};
 
-use crate::ids::{ClientAddr, CounterId, Generation, RequestId, SessionId, WorkerAddr};
+use crate::ids::{ClientAddr, CounterId, FlowId, Generation, RequestId, SessionId, WorkerAddr};
 
 /// The schema version this build writes and the only one it reads.
-pub const SCHEMA_VERSION: u16 = 0x0002;
+pub const SCHEMA_VERSION: u16 = 0x0003;
 /// Bytes in one ring slot.
 pub const SLOT_BYTES: usize = 256;
 /// Bytes of the fixed header at the start of every slot.
@@ -67,6 +68,18 @@ pub enum Kind {
     StatsReport = 0x0007,
     /// [`Heartbeat`], both ways.
     Heartbeat = 0x0008,
+    /// [`FlowRequest`], core (connector) -> control plane.
+    FlowRequest = 0x0009,
+    /// [`FlowVerdict`], control plane -> core.
+    FlowVerdict = 0x000A,
+    /// [`ToCore::Listen`], control plane -> core.
+    Listen = 0x000B,
+    /// [`ToCore::Unlisten`], control plane -> core.
+    Unlisten = 0x000C,
+    /// [`ToCore::CloseFlows`], control plane -> core.
+    CloseFlows = 0x000D,
+    /// [`FlowClosed`], core -> control plane.
+    FlowClosed = 0x000E,
 }
 
 impl Kind {
@@ -81,6 +94,12 @@ impl Kind {
             0x0006 => Kind::StatsRequest,
             0x0007 => Kind::StatsReport,
             0x0008 => Kind::Heartbeat,
+            0x0009 => Kind::FlowRequest,
+            0x000A => Kind::FlowVerdict,
+            0x000B => Kind::Listen,
+            0x000C => Kind::Unlisten,
+            0x000D => Kind::CloseFlows,
+            0x000E => Kind::FlowClosed,
             _ => return None,
         })
     }
@@ -375,6 +394,87 @@ pub struct Heartbeat {
     pub generation: Generation,
 }
 
+/// Core (connector role) -> control plane: a back-end server connected to
+/// a listener; may it reach the client?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRequest {
+    /// The listener's address the server connected to (IIP:port).
+    pub local: SocketAddr,
+    /// The back-end server's address.
+    pub server: SocketAddr,
+    /// The core's rendezvous listener, where the gateway will bring the
+    /// client's data connection for this flow.
+    pub rendezvous: SocketAddr,
+}
+
+/// Control plane -> core: the answer to a [`FlowRequest`] (same request
+/// id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowVerdict {
+    /// Park the server's connection as `flow` until the client's data
+    /// connection names it at the rendezvous listener.
+    Allow {
+        /// The flow's id (the rendezvous preamble names it).
+        flow: FlowId,
+    },
+    /// Reset the server's connection.
+    Deny {
+        /// Why, for the log.
+        reason: FlowDenyReason,
+    },
+}
+
+/// Why a flow was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FlowDenyReason {
+    /// No active lease holds the IIP.
+    NoLease = 0x01,
+    /// The IIP's pool is not owned by this connector.
+    ConnectorNotOwner = 0x02,
+    /// No server-to-client app holds the server's address.
+    ServerNotInApp = 0x03,
+    /// The apps holding the server do not hold the port.
+    PortNotInApp = 0x04,
+    /// The access policy denies.
+    PolicyDeny = 0x05,
+    /// The user's access client is not connected to take the flow.
+    ClientAbsent = 0x06,
+    /// The control plane sheds load.
+    Overloaded = 0x07,
+    /// A control-plane fault.
+    Internal = 0x08,
+}
+
+impl FlowDenyReason {
+    /// The stable snake_case word for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoLease => "no_lease",
+            Self::ConnectorNotOwner => "connector_not_owner",
+            Self::ServerNotInApp => "server_not_in_app",
+            Self::PortNotInApp => "port_not_in_app",
+            Self::PolicyDeny => "policy_deny",
+            Self::ClientAbsent => "client_absent",
+            Self::Overloaded => "overloaded",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Core -> control plane: a relayed flow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowClosed {
+    /// From the verdict.
+    pub flow: FlowId,
+    /// Bytes server -> client.
+    pub bytes_to_client: u64,
+    /// Bytes client -> server.
+    pub bytes_to_server: u64,
+    /// From pairing to close.
+    pub duration_ms: u64,
+}
+
 /// Everything a core sends to the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToControl {
@@ -388,6 +488,10 @@ pub enum ToControl {
     StatsReport(StatsReport),
     /// Liveness.
     Heartbeat(Heartbeat),
+    /// Connector: ask for a flow verdict.
+    FlowRequest(FlowRequest),
+    /// Connector: a flow ended.
+    FlowClosed(FlowClosed),
 }
 
 /// Everything the control plane sends to a core.
@@ -405,4 +509,12 @@ pub enum ToCore {
     StatsRequest,
     /// Liveness.
     Heartbeat(Heartbeat),
+    /// Connector: the answer to a flow request (same request id).
+    FlowVerdict(FlowVerdict),
+    /// Connector: accept back-end connections on this address (IIP:port).
+    Listen(SocketAddr),
+    /// Connector: stop accepting on this address.
+    Unlisten(SocketAddr),
+    /// Connector: close every flow to this IIP (parked or relaying).
+    CloseFlows(IpAddr),
 }

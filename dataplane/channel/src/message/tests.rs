@@ -4,7 +4,7 @@ use gatehouse_wire::Progress;
 use proptest::prelude::*;
 
 use super::*;
-use crate::ids::{ClientAddr, CounterId, Generation, RequestId, SessionId, WorkerAddr};
+use crate::ids::{ClientAddr, CounterId, FlowId, Generation, RequestId, SessionId, WorkerAddr};
 
 fn v4(text: &str) -> SocketAddr {
     text.parse().unwrap()
@@ -94,6 +94,22 @@ fn all_to_control() -> Vec<ToControl> {
         ToControl::Heartbeat(Heartbeat {
             generation: Generation(u32::MAX),
         }),
+        ToControl::FlowRequest(FlowRequest {
+            local: v4("127.77.0.1:5900"),
+            server: v4("127.0.9.5:40000"),
+            rendezvous: v4("127.0.0.1:41000"),
+        }),
+        ToControl::FlowRequest(FlowRequest {
+            local: v6(),
+            server: v6(),
+            rendezvous: v6(),
+        }),
+        ToControl::FlowClosed(FlowClosed {
+            flow: FlowId(u64::MAX),
+            bytes_to_client: 1,
+            bytes_to_server: u64::MAX,
+            duration_ms: 3,
+        }),
     ]
 }
 
@@ -118,7 +134,24 @@ fn all_to_core() -> Vec<ToCore> {
         ToCore::Heartbeat(Heartbeat {
             generation: Generation(1),
         }),
+        ToCore::FlowVerdict(FlowVerdict::Allow { flow: FlowId(77) }),
+        ToCore::Listen(v4("127.77.0.1:5900")),
+        ToCore::Unlisten(v6()),
+        ToCore::CloseFlows("127.77.0.1".parse().unwrap()),
+        ToCore::CloseFlows("fd00::1".parse().unwrap()),
     ];
+    for reason in [
+        FlowDenyReason::NoLease,
+        FlowDenyReason::ConnectorNotOwner,
+        FlowDenyReason::ServerNotInApp,
+        FlowDenyReason::PortNotInApp,
+        FlowDenyReason::PolicyDeny,
+        FlowDenyReason::ClientAbsent,
+        FlowDenyReason::Overloaded,
+        FlowDenyReason::Internal,
+    ] {
+        out.push(ToCore::FlowVerdict(FlowVerdict::Deny { reason }));
+    }
     for reason in [
         DenyReason::UnknownTicket,
         DenyReason::Expired,
@@ -159,7 +192,7 @@ fn header_is_written_little_endian_in_documented_order() {
     assert_eq!(
         &slot[..HEADER_BYTES],
         &[
-            0x02, 0x00, // version
+            0x03, 0x00, // version
             0x05, 0x00, // kind
             0x08, 0x00, // payload length
             0x00, 0x00, // reserved
@@ -173,17 +206,15 @@ fn header_is_written_little_endian_in_documented_order() {
 #[test]
 fn refuses_an_unknown_schema_version() {
     let (mut slot, _) = encoded(ToCore::StatsRequest);
-    // Version 1 (before CGP's worker tickets) is refused, not misread.
-    slot[0] = 0x01;
-    assert_eq!(
-        decode::<ToCore>(&slot),
-        Err(MessageError::UnknownVersion(1))
-    );
-    slot[0] = 0x03;
-    assert_eq!(
-        decode::<ToCore>(&slot),
-        Err(MessageError::UnknownVersion(3))
-    );
+    // Version 1 (before CGP's worker tickets) and 2 (before the flow
+    // messages) are refused, not misread.
+    for old in [0x01, 0x02, 0x04] {
+        slot[0] = old;
+        assert_eq!(
+            decode::<ToCore>(&slot),
+            Err(MessageError::UnknownVersion(u16::from(old)))
+        );
+    }
 }
 
 #[test]
@@ -278,6 +309,61 @@ fn refuses_unknown_field_values() {
             ..
         })
     ));
+}
+
+#[test]
+fn flow_messages_have_the_documented_layout() {
+    let (slot, len) = encoded(ToCore::FlowVerdict(FlowVerdict::Allow {
+        flow: FlowId(0x0102),
+    }));
+    assert_eq!(&slot[2..4], &(Kind::FlowVerdict as u16).to_le_bytes());
+    assert_eq!(&slot[HEADER_BYTES..len], &[1, 2, 1, 0, 0, 0, 0, 0, 0]);
+    let (slot, len) = encoded(ToCore::CloseFlows("127.77.0.9".parse().unwrap()));
+    assert_eq!(&slot[HEADER_BYTES..len], &[4, 127, 77, 0, 9]);
+    let (slot, len) = encoded(ToCore::Listen(v4("127.77.0.1:5900")));
+    assert_eq!(&slot[HEADER_BYTES..len], &[4, 127, 77, 0, 1, 0x0c, 0x17]);
+}
+
+#[test]
+fn refuses_unknown_flow_verdicts_and_reasons() {
+    let (mut slot, _) = encoded(ToCore::FlowVerdict(FlowVerdict::Deny {
+        reason: FlowDenyReason::NoLease,
+    }));
+    slot[HEADER_BYTES + 1] = 0x09;
+    assert_eq!(
+        decode::<ToCore>(&slot),
+        Err(MessageError::UnknownValue {
+            field: "flow deny reason",
+            value: 0x09
+        })
+    );
+    slot[HEADER_BYTES] = 0x00;
+    assert_eq!(
+        decode::<ToCore>(&slot),
+        Err(MessageError::UnknownValue {
+            field: "flow verdict",
+            value: 0x00
+        })
+    );
+    let (mut slot, _) = encoded(ToCore::CloseFlows("127.0.0.1".parse().unwrap()));
+    slot[HEADER_BYTES] = 0x05;
+    assert!(matches!(
+        decode::<ToCore>(&slot),
+        Err(MessageError::UnknownValue {
+            field: "address family",
+            ..
+        })
+    ));
+    let (slot, _) = encoded(ToCore::Listen(v4("127.0.0.1:1")));
+    assert_eq!(
+        decode::<ToControl>(&slot),
+        Err(MessageError::WrongDirection(Kind::Listen))
+    );
+    let (slot, _) = encoded(all_to_control().pop().unwrap());
+    assert_eq!(
+        decode::<ToCore>(&slot),
+        Err(MessageError::WrongDirection(Kind::FlowClosed))
+    );
 }
 
 #[test]
@@ -398,6 +484,9 @@ fn arb_to_core() -> impl Strategy<Value = ToCore> {
         any::<u32>().prop_map(|g| ToCore::Heartbeat(Heartbeat {
             generation: Generation(g)
         })),
+        any::<u64>().prop_map(|f| ToCore::FlowVerdict(FlowVerdict::Allow { flow: FlowId(f) })),
+        arb_addr().prop_map(ToCore::Listen),
+        arb_addr().prop_map(|a| ToCore::CloseFlows(a.ip())),
     ]
 }
 
@@ -430,6 +519,21 @@ fn arb_to_control() -> impl Strategy<Value = ToControl> {
                 ToControl::StatsReport(StatsReport::from_counters(&pairs).unwrap())
             }
         ),
+        (arb_addr(), arb_addr(), arb_addr()).prop_map(|(local, server, rendezvous)| {
+            ToControl::FlowRequest(FlowRequest {
+                local,
+                server,
+                rendezvous,
+            })
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(f, a, b, d)| {
+            ToControl::FlowClosed(FlowClosed {
+                flow: FlowId(f),
+                bytes_to_client: a,
+                bytes_to_server: b,
+                duration_ms: d,
+            })
+        }),
     ]
 }
 

@@ -61,15 +61,17 @@ use std::time::Duration;
 
 use gatehouse_channel::message::MAX_COUNTERS;
 use gatehouse_channel::{
-    ClientAddr, CoreId, CorePort, DenyReason, Envelope, Generation, KillSession, PendingTable,
-    RecvError, RedeemKind, RedeemTicket, RequestId, SendError, SessionClosed, SessionId,
-    SessionOpened, StatsReport, TicketBytes, ToControl, ToCore, Verdict, WaitDecision,
+    ClientAddr, CoreId, CorePort, DenyReason, Envelope, FlowClosed, FlowRequest, FlowVerdict,
+    Generation, KillSession, PendingTable, RecvError, RedeemKind, RedeemTicket, RequestId,
+    SendError, SessionClosed, SessionId, SessionOpened, StatsReport, TicketBytes, ToControl,
+    ToCore, Verdict, WaitDecision,
 };
 use monoio::net::UnixStream;
 use monoio::time::Instant;
 use tracing::warn;
 
 use super::{RedeemError, Redeemed, ReportDropped, SessionReport, TicketRedeemer};
+use crate::connector::{Connector, ConnectorConfig};
 
 /// Kill orders kept for sessions that have not started relaying yet.
 const EARLY_KILLS: usize = 64;
@@ -157,6 +159,9 @@ pub struct ChannelRedeemerConfig {
     /// How long a redemption waits for a closed gate to open before it is
     /// refused with `control_plane_down`; zero refuses at once.
     pub control_plane_wait: Duration,
+    /// The connector role (server-to-client flows) on this core; `None`:
+    /// the core ignores `Listen` orders.
+    pub connector: Option<ConnectorConfig>,
 }
 
 impl ChannelRedeemerConfig {
@@ -175,6 +180,7 @@ impl Default for ChannelRedeemerConfig {
             max_pending: Self::DEFAULT_MAX_PENDING,
             gate: None,
             control_plane_wait: Duration::ZERO,
+            connector: None,
         }
     }
 }
@@ -231,7 +237,16 @@ impl ChannelRedeemer {
             control_plane_wait: config.control_plane_wait,
             live: RefCell::new(HashMap::new()),
             announced: Cell::new(None),
+            connector: RefCell::new(None),
         });
+        if let Some(connector) = config.connector {
+            let link = ControlLink(Rc::downgrade(&shared));
+            // Without its connector role the core still serves launches.
+            match Connector::start(link, connector) {
+                Ok(connector) => *shared.connector.borrow_mut() = Some(connector),
+                Err(error) => warn!(core = shared.core.0, error = %error, "s2c_connector_failed"),
+            }
+        }
         monoio::spawn(receive(Rc::downgrade(&shared), doorbell));
         Ok(ChannelRedeemer {
             shared: Some(shared),
@@ -266,16 +281,16 @@ impl TicketRedeemer for ChannelRedeemer {
         // A ticket too long for a message is no STA ticket.
         let ticket =
             TicketBytes::new(ticket).map_err(|_| RedeemError::Denied(DenyReason::Malformed))?;
-        shared.until_control_plane().await?;
-        let deadline = Instant::now() + shared.deadline;
-        let waiter = Rc::new(Waiter::default());
-        let id = shared.submit(kind, ticket, client, deadline, waiter.clone())?;
-        match monoio::time::timeout_at(deadline, shared.answer(id, &waiter)).await {
-            Ok(answer) => answer,
-            Err(_elapsed) => {
-                shared.expire(Instant::now());
-                Err(RedeemError::ControlPlaneTimeout(shared.deadline))
-            }
+        let request = ToControl::RedeemTicket(RedeemTicket {
+            kind,
+            ticket,
+            client,
+        });
+        match shared.ask(&request).await? {
+            Answer::Redeemed(redeemed) => Ok(redeemed),
+            // A flow verdict under a redemption's id: not this build's
+            // control plane.
+            Answer::Flow(_) => Err(RedeemError::NoChannel),
         }
     }
 
@@ -336,9 +351,57 @@ struct Shared {
     /// The control plane generation the live sessions were last announced
     /// to (`None`: not yet).
     announced: Cell<Option<Generation>>,
+    /// The connector role, when this core has it.
+    connector: RefCell<Option<Rc<Connector>>>,
+}
+
+/// The connector's handle on its core's channel: asks for flow verdicts and
+/// reports closed flows. Weak, so the connector does not keep the channel
+/// state alive (nor the reverse).
+#[derive(Debug, Clone)]
+pub(crate) struct ControlLink(Weak<Shared>);
+
+impl ControlLink {
+    /// Sends `request` and waits for its verdict until the redeemer's
+    /// deadline; refuses at once on a full ring or table, or when the
+    /// control plane is down.
+    pub(crate) async fn request_flow(
+        &self,
+        request: FlowRequest,
+    ) -> Result<FlowVerdict, RedeemError> {
+        let shared = self.0.upgrade().ok_or(RedeemError::NoChannel)?;
+        match shared.ask(&ToControl::FlowRequest(request)).await? {
+            Answer::Flow(verdict) => Ok(verdict),
+            Answer::Redeemed(_) => Err(RedeemError::NoChannel),
+        }
+    }
+
+    /// Tells the control plane a flow ended (best effort).
+    pub(crate) fn flow_closed(&self, closed: FlowClosed) -> Result<(), ReportDropped> {
+        let shared = self.0.upgrade().ok_or(ReportDropped)?;
+        shared
+            .send(&ToControl::FlowClosed(closed))
+            .map_err(|_| ReportDropped)
+    }
 }
 
 impl Shared {
+    /// Sends `request`, waits for the answer under its id until the
+    /// deadline (or the gate's verdict).
+    async fn ask(&self, request: &ToControl) -> Result<Answer, RedeemError> {
+        self.until_control_plane().await?;
+        let deadline = Instant::now() + self.deadline;
+        let waiter = Rc::new(Waiter::default());
+        let id = self.submit(request, deadline, waiter.clone())?;
+        match monoio::time::timeout_at(deadline, self.answer(id, &waiter)).await {
+            Ok(answer) => answer,
+            Err(_elapsed) => {
+                self.expire(Instant::now());
+                Err(RedeemError::ControlPlaneTimeout(self.deadline))
+            }
+        }
+    }
+
     /// Returns at once when the control plane is linked (or there is no
     /// gate); otherwise waits up to `control_plane_wait` for the gate to
     /// open, then refuses.
@@ -361,7 +424,7 @@ impl Shared {
     /// that goes away fails the wait once the gate has stayed closed for
     /// `control_plane_wait` (the request leaves the pending table; a late
     /// verdict for it is a stray one).
-    async fn answer(&self, id: RequestId, waiter: &Waiter) -> Result<Redeemed, RedeemError> {
+    async fn answer(&self, id: RequestId, waiter: &Waiter) -> Result<Answer, RedeemError> {
         let Some(gate) = &self.gate else {
             return WaitAnswer(waiter).await;
         };
@@ -402,9 +465,7 @@ impl Shared {
     /// Returns the request's id.
     fn submit(
         &self,
-        kind: RedeemKind,
-        ticket: TicketBytes,
-        client: ClientAddr,
+        request: &ToControl,
         deadline: Instant,
         waiter: Rc<Waiter>,
     ) -> Result<RequestId, RedeemError> {
@@ -416,12 +477,7 @@ impl Shared {
         }
         let mut port = self.port.borrow_mut();
         let id = port.next_request_id();
-        let request = ToControl::RedeemTicket(RedeemTicket {
-            kind,
-            ticket,
-            client,
-        });
-        match port.try_send(id, &request) {
+        match port.try_send(id, request) {
             Ok(()) => {}
             Err(SendError::Full) => return Err(RedeemError::ChannelFull),
             Err(SendError::Corrupt) => {
@@ -478,6 +534,41 @@ impl Shared {
             }
             ToCore::StatsRequest => self.answer_stats(envelope.request_id),
             ToCore::Heartbeat(_) => self.count(|s| s.ignored += 1),
+            ToCore::FlowVerdict(verdict) => self.flow_verdict(envelope.request_id, verdict),
+            ToCore::Listen(addr) => self.with_connector(|c| c.listen(addr)),
+            ToCore::Unlisten(addr) => self.with_connector(|c| c.unlisten(addr)),
+            ToCore::CloseFlows(iip) => self.with_connector(|c| c.close_flows(iip)),
+        }
+    }
+
+    /// Hands a connector order to this core's connector; a core without
+    /// the role counts it ignored.
+    fn with_connector(&self, order: impl FnOnce(&Rc<Connector>)) {
+        let connector = self.connector.borrow().clone();
+        match connector {
+            Some(connector) => order(&connector),
+            None => self.count(|s| s.ignored += 1),
+        }
+    }
+
+    fn flow_verdict(&self, id: RequestId, verdict: FlowVerdict) {
+        let waiter = self.pending.borrow_mut().complete(id);
+        match waiter {
+            Some(waiter) if Rc::strong_count(&waiter) > 1 => {
+                waiter.complete(Ok(Answer::Flow(verdict)));
+            }
+            _ => {
+                self.count(|s| s.stray_verdicts += 1);
+                if let FlowVerdict::Allow { flow } = verdict {
+                    // Nobody parked the flow: let the control plane forget it.
+                    let _ = self.send(&ToControl::FlowClosed(FlowClosed {
+                        flow,
+                        bytes_to_client: 0,
+                        bytes_to_server: 0,
+                        duration_ms: 0,
+                    }));
+                }
+            }
         }
     }
 
@@ -548,7 +639,9 @@ impl Shared {
                 session,
                 reconnect_ticket,
                 worker_ticket,
-            } => Ok(Redeemed::new(worker, session).with_tickets(reconnect_ticket, worker_ticket)),
+            } => Ok(Answer::Redeemed(
+                Redeemed::new(worker, session).with_tickets(reconnect_ticket, worker_ticket),
+            )),
             Verdict::Deny { reason } => Err(RedeemError::Denied(reason)),
         };
         match waiter {
@@ -556,7 +649,7 @@ impl Shared {
             Some(waiter) if Rc::strong_count(&waiter) > 1 => waiter.complete(answer),
             _ => {
                 self.count(|s| s.stray_verdicts += 1);
-                if let Ok(redeemed) = answer {
+                if let Ok(Answer::Redeemed(redeemed)) = answer {
                     // Nobody will use this session: let the control plane
                     // release it (best effort).
                     let closed = ToControl::SessionClosed(SessionClosed {
@@ -672,10 +765,22 @@ async fn announce(shared: Weak<Shared>, sessions: Vec<SessionId>) {
     }
 }
 
-/// Where the receive task leaves a verdict for a waiting redemption.
+/// What a request is answered with: a redemption's grant or a flow's
+/// verdict.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "inline tickets: the grant is moved once, never boxed"
+)]
+enum Answer {
+    Redeemed(Redeemed),
+    Flow(FlowVerdict),
+}
+
+/// Where the receive task leaves a verdict for a waiting request.
 #[derive(Default)]
 struct Waiter {
-    answer: Cell<Option<Result<Redeemed, RedeemError>>>,
+    answer: Cell<Option<Result<Answer, RedeemError>>>,
     waker: Cell<Option<Waker>>,
 }
 
@@ -686,7 +791,7 @@ impl std::fmt::Debug for Waiter {
 }
 
 impl Waiter {
-    fn complete(&self, answer: Result<Redeemed, RedeemError>) {
+    fn complete(&self, answer: Result<Answer, RedeemError>) {
         self.answer.set(Some(answer));
         if let Some(waker) = self.waker.take() {
             waker.wake();
@@ -698,7 +803,7 @@ impl Waiter {
 struct WaitAnswer<'a>(&'a Waiter);
 
 impl Future for WaitAnswer<'_> {
-    type Output = Result<Redeemed, RedeemError>;
+    type Output = Result<Answer, RedeemError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.0.answer.take() {

@@ -19,6 +19,7 @@
 mod channel;
 mod memory;
 
+pub(crate) use channel::ControlLink;
 pub use channel::{
     ChannelRedeemer, ChannelRedeemerConfig, ChannelRedeemerStats, ControlPlaneGate, GATE_CHECK,
 };

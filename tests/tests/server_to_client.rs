@@ -1,0 +1,436 @@
+//! User flow: server-to-client access (seed 000) with the real `gatehouse
+//! run` (its cores also play the connector role) and the real
+//! `access-client`: a user logs in and is leased an IIP; a back-end server
+//! bound to an address inside an app's server range connects to IIP:port
+//! and exchanges bytes with a service on the client; servers outside the
+//! range, ports outside the app and users the policy denies are reset and
+//! logged; logout releases the IIP and closes the flows; stickiness; and
+//! leases that survive a restart. IIPs are loopback addresses
+//! (127.77.0.0/16), servers 127.0.8.0/24 and 127.0.9.0/24.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::TIMEOUT;
+use gatehouse_tests::bins;
+use gatehouse_tests::gatehouse::{Gatehouse, count};
+use gatehouse_tests::process::Process;
+use socket2::{Domain, Socket, Type};
+
+const PASSWORD: &str = "correct horse battery";
+/// The app port the servers connect to (on an IIP, so no clash with
+/// anything on 127.0.0.1).
+const VNC: u16 = 5900;
+/// A port of another app (servers in 127.0.8.0/24 only).
+const SSH: u16 = 5901;
+
+fn config(cidr: &str, stickiness_days: u32) -> String {
+    format!(
+        r#"
+[server_to_client]
+stickiness_days = {stickiness_days}
+dns_listen = "127.0.0.1:0"
+[[server_to_client.pools]]
+name = "hq"
+location = "headquarters"
+cidr = "{cidr}"
+[[server_to_client.apps]]
+name = "vnc"
+servers = ["127.0.9.0/24"]
+ports = [{VNC}]
+[[server_to_client.apps]]
+name = "ssh"
+servers = ["127.0.8.0/24"]
+ports = [{SSH}]
+
+[policy]
+server_to_client_default = "deny"
+[[policy.rules]]
+name = "no-mallory"
+action = "deny"
+applies_to = "server-to-client"
+users = ["mallory"]
+[[policy.rules]]
+name = "hq-servers"
+action = "allow"
+applies_to = "server-to-client"
+locations = ["headquarters"]
+"#
+    )
+}
+
+fn add_user(gatehouse: &Gatehouse, name: &str) {
+    let (code, _) = gatehouse.user_command(&["add", name], &format!("{PASSWORD}\n"));
+    assert_eq!(code, Some(0), "gatehouse user add {name}");
+}
+
+/// A running `access-client`, stopped by PID when dropped.
+struct AccessClient {
+    process: Process,
+}
+
+impl AccessClient {
+    fn start(gatehouse: &Gatehouse, user: &str, forward: Option<SocketAddr>) -> Self {
+        let mut command = Command::new(bins::access_client());
+        command
+            .args(["--gateway", &gatehouse.gateway().to_string()])
+            .arg("--ca")
+            .arg(gatehouse.certificate())
+            .args(["--server-name", "localhost", "--user", user])
+            .args(["--fqdn", &format!("{user}-pc.corp.example")])
+            .env("ACCESS_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(service) = forward {
+            command.args(["--forward", &format!("{VNC}={service}")]);
+        }
+        let mut child = command.spawn().expect("access-client starts");
+        let stdout = child.stdout.take().unwrap();
+        Self {
+            process: Process::new(&format!("access-client {user}"), child, stdout),
+        }
+    }
+
+    /// Waits for the lease line; the IIP and whether it was sticky.
+    fn leased(&mut self) -> (String, bool) {
+        let line = self
+            .process
+            .wait_for("iip= line", |l| l.starts_with("iip="));
+        let iip = line.text["iip=".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        (iip, line.text.ends_with("sticky=true"))
+    }
+
+    fn wait_for(&mut self, prefix: &str) -> String {
+        self.process
+            .wait_for(prefix, |line| line.starts_with(prefix))
+            .text
+    }
+}
+
+/// The DNS responder's address, from its `s2c_dns_listening` event.
+fn dns_addr(gatehouse: &Gatehouse) -> SocketAddr {
+    gatehouse
+        .events()
+        .iter()
+        .find(|event| event.message() == "s2c_dns_listening")
+        .and_then(|event| event.field("addr")?.parse().ok())
+        .expect("the dns responder logged its address")
+}
+
+/// Asks `dns` for the A record of `name`: the response code and the
+/// address, if one came.
+fn resolve(dns: SocketAddr, name: &str) -> (u8, Option<[u8; 4]>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut query = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).unwrap());
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    socket.send_to(&query, dns).unwrap();
+    let mut reply = [0; 512];
+    let len = socket.recv(&mut reply).unwrap();
+    assert_eq!(
+        &reply[..2],
+        &[0xbe, 0xef],
+        "the answer carries the query id"
+    );
+    let answers = u16::from_be_bytes([reply[6], reply[7]]);
+    let address = (answers == 1).then(|| reply[len - 4..len].try_into().unwrap());
+    (reply[3] & 0x0f, address)
+}
+
+/// An echo service on the client side, on 127.0.0.1.
+fn echo_service() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut buf = [0; 16 * 1024];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A back-end server's connection from `server_ip` to `iip:port`, retried
+/// (bounded) while nothing listens yet.
+fn connect_from(server_ip: &str, iip: &str, port: u16) -> TcpStream {
+    let target: SocketAddr = format!("{iip}:{port}").parse().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let local: SocketAddr = format!("{server_ip}:0").parse().unwrap();
+        socket.bind(&local.into()).unwrap();
+        match socket.connect_timeout(&target.into(), Duration::from_secs(2)) {
+            Ok(()) => {
+                let stream: TcpStream = socket.into();
+                stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+                return stream;
+            }
+            Err(error) if Instant::now() < deadline => {
+                assert_eq!(error.kind(), ErrorKind::ConnectionRefused, "{error}");
+                thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("{server_ip} -> {target}: {error}"),
+        }
+    }
+}
+
+/// Whether nothing listens on `iip:port` any more (bounded wait).
+fn refused_soon(iip: &str, port: u16) -> bool {
+    let target: SocketAddr = format!("{iip}:{port}").parse().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+            Err(error) if error.kind() == ErrorKind::ConnectionRefused => return true,
+            _ => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    false
+}
+
+/// Sends `message` and reads the echo.
+fn exchange(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
+    stream.write_all(message).unwrap();
+    let mut echoed = vec![0; message.len()];
+    stream.read_exact(&mut echoed).unwrap();
+    echoed
+}
+
+/// The connection ends without data (reset, or closed).
+fn assert_refused(stream: &mut TcpStream) {
+    let mut buf = [0; 16];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("a refused flow delivered {n} bytes"),
+        Err(error) => assert!(
+            matches!(
+                error.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            ),
+            "{error}"
+        ),
+    }
+}
+
+#[test]
+fn allowed_servers_reach_the_client_and_others_are_refused_and_logged() {
+    let mut gatehouse = Gatehouse::start(&config("127.77.1.0/29", 15));
+    add_user(&gatehouse, "alice");
+    add_user(&gatehouse, "mallory");
+    let service = echo_service();
+    let mut alice = AccessClient::start(&gatehouse, "alice", Some(service));
+    let (iip, sticky) = alice.leased();
+    assert_eq!(iip, "127.77.1.1");
+    assert!(!sticky);
+    alice.wait_for("fqdn=alice-pc.corp.example");
+    // Flows reach a client once its control connection is up.
+    alice.wait_for("control iip=127.77.1.1");
+    // The registered machine name resolves to the IIP at the DNS responder.
+    let dns = dns_addr(&gatehouse);
+    assert_eq!(
+        resolve(dns, "Alice-PC.corp.example"),
+        (0, Some([127, 77, 1, 1]))
+    );
+    assert_eq!(resolve(dns, "nobody.corp.example"), (3, None));
+    gatehouse.wait_for_event("s2c_leased", &[("user", "alice"), ("iip", &iip)]);
+
+    // Allowed: a vnc server reaches the client's service, both ways.
+    let mut flow = connect_from("127.0.9.5", &iip, VNC);
+    assert_eq!(exchange(&mut flow, b"hello client"), b"hello client");
+    let big = vec![0x5a; 256 * 1024];
+    assert_eq!(exchange(&mut flow, &big), big);
+    gatehouse.wait_for_event(
+        "s2c_flow_allowed",
+        &[("user", "alice"), ("app", "vnc"), ("rule", "hq-servers")],
+    );
+
+    // A server outside every app's range.
+    let mut outside = connect_from("127.0.7.5", &iip, VNC);
+    assert_refused(&mut outside);
+    gatehouse.wait_for_event("s2c_flow_denied", &[("reason", "server_not_in_app")]);
+
+    // A vnc server on the ssh port (the connector listens on it for ssh).
+    let mut wrong_port = connect_from("127.0.9.5", &iip, SSH);
+    assert_refused(&mut wrong_port);
+    gatehouse.wait_for_event("s2c_flow_denied", &[("reason", "port_not_in_app")]);
+
+    // A user the policy denies.
+    let mut mallory = AccessClient::start(&gatehouse, "mallory", None);
+    let (mallory_iip, _) = mallory.leased();
+    mallory.wait_for("control iip=");
+    assert_eq!(mallory_iip, "127.77.1.2");
+    let mut denied = connect_from("127.0.9.5", &mallory_iip, VNC);
+    assert_refused(&mut denied);
+    gatehouse.wait_for_event(
+        "s2c_flow_denied",
+        &[
+            ("reason", "policy_deny"),
+            ("detail", "policy_deny rule=no-mallory"),
+            ("user", "mallory"),
+        ],
+    );
+
+    // Logout: the IIP is released, its listeners go, its flows close.
+    alice.process.signal(rustix::process::Signal::TERM);
+    alice.wait_for("released");
+    gatehouse.wait_for_event("s2c_released", &[("user", "alice"), ("iip", &iip)]);
+    assert_refused(&mut flow);
+    assert!(
+        refused_soon(&iip, VNC),
+        "{iip}:{VNC} still accepts after logout"
+    );
+    assert_eq!(resolve(dns, "alice-pc.corp.example"), (3, None));
+    let events = gatehouse.stop();
+    assert!(count(&events, "s2c_flow_closed", &[]) >= 1);
+    assert!(count(&events, "s2c_flows_closed", &[("iip", &iip)]) >= 1);
+    // Every server-to-client event of the run is in the catalogue.
+    let catalogue =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/LOGS.md")).unwrap();
+    for event in &events {
+        let name = event.message();
+        if name.starts_with("s2c_") {
+            assert!(
+                catalogue.contains(&format!("| `{name}` |")),
+                "{name} is not in docs/LOGS.md"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_same_user_gets_the_same_address_back_and_leases_survive_a_restart() {
+    // One address, sticky for 15 days.
+    let gatehouse = Gatehouse::start(&config("127.77.2.1/32", 15));
+    add_user(&gatehouse, "alice");
+    add_user(&gatehouse, "bob");
+    let mut alice = AccessClient::start(&gatehouse, "alice", None);
+    assert_eq!(alice.leased(), ("127.77.2.1".to_owned(), false));
+    alice.process.signal(rustix::process::Signal::TERM);
+    alice.wait_for("released");
+    drop(alice);
+
+    // Within the window no one else gets alice's address: a login-time
+    // error naming the exhausted pool.
+    let mut bob = AccessClient::start(&gatehouse, "bob", None);
+    let lost = bob.wait_for("control_lost");
+    assert!(lost.contains("409") && lost.contains("exhausted"), "{lost}");
+    drop(bob);
+
+    let mut alice = AccessClient::start(&gatehouse, "alice", None);
+    assert_eq!(alice.leased(), ("127.77.2.1".to_owned(), true));
+    drop(alice);
+
+    // Restart: alice's lease (still active: her client vanished without a
+    // release) is kept, so bob still cannot have the address.
+    let (_, dir) = gatehouse.stop_keeping_data();
+    let gatehouse = Gatehouse::restart_in(dir);
+    let mut bob = AccessClient::start(&gatehouse, "bob", None);
+    let lost = bob.wait_for("control_lost");
+    assert!(lost.contains("exhausted"), "{lost}");
+    drop(bob);
+    let mut alice = AccessClient::start(&gatehouse, "alice", None);
+    assert_eq!(alice.leased().0, "127.77.2.1");
+}
+
+#[test]
+fn an_address_released_past_the_window_goes_to_another_user() {
+    // stickiness_days = 0: the window is over at the release.
+    let gatehouse = Gatehouse::start(&config("127.77.3.1/32", 0));
+    add_user(&gatehouse, "alice");
+    add_user(&gatehouse, "bob");
+    let mut alice = AccessClient::start(&gatehouse, "alice", None);
+    assert_eq!(alice.leased().0, "127.77.3.1");
+    alice.process.signal(rustix::process::Signal::TERM);
+    alice.wait_for("released");
+    let mut bob = AccessClient::start(&gatehouse, "bob", None);
+    assert_eq!(bob.leased(), ("127.77.3.1".to_owned(), false));
+    let events = gatehouse.stop();
+    assert_eq!(
+        count(
+            &events,
+            "s2c_leased",
+            &[("user", "bob"), ("reclaimed_from", "alice")]
+        ),
+        1
+    );
+}
+
+/// `curl` through the gateway's TLS listener with a cookie jar in `jar`;
+/// the status and the body.
+fn curl(gatehouse: &Gatehouse, jar: &std::path::Path, args: &[&str], path: &str) -> (u16, String) {
+    let port = gatehouse.gateway().port();
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20"])
+        .args(["--write-out", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(gatehouse.certificate())
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg("--cookie")
+        .arg(jar)
+        .arg("--cookie-jar")
+        .arg(jar)
+        .args(args)
+        .arg(format!("https://localhost:{port}{path}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs (.ci/run installs it)");
+    assert!(output.status.success(), "curl {path}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn the_web_logout_releases_the_address_and_the_api_refuses_without_a_session() {
+    let mut gatehouse = Gatehouse::start(&config("127.77.4.0/30", 15));
+    add_user(&gatehouse, "carol");
+    let dir = gatehouse_tests::temp::TempDir::new("s2c-curl");
+    let jar = dir.path().join("jar");
+    std::fs::write(&jar, "").unwrap();
+    let (status, body) = curl(&gatehouse, &jar, &["-X", "POST"], "/access/v1/connect");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("no_session"), "{body}");
+    let login = format!("login=carol&passwd={PASSWORD}");
+    let (status, _) = curl(&gatehouse, &jar, &["--data", &login], "/cgi/login");
+    assert_eq!(status, 302);
+    let (status, body) = curl(&gatehouse, &jar, &["-X", "POST"], "/access/v1/connect");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""iip":"127.77.4.1""#), "{body}");
+    let (status, body) = curl(
+        &gatehouse,
+        &jar,
+        &["--data", r#"{"fqdn":"not a name"}"#],
+        "/access/v1/fqdn",
+    );
+    assert_eq!(status, 400, "{body}");
+    // Only servers of an app may resolve names; the test runs on 127.0.0.1.
+    let (status, _) = curl(&gatehouse, &jar, &[], "/access/v1/resolve?name=x");
+    assert_eq!(status, 403);
+    let (status, _) = curl(&gatehouse, &jar, &[], "/cgi/logout");
+    assert_eq!(status, 200);
+    gatehouse.wait_for_event("s2c_released", &[("user", "carol"), ("iip", "127.77.4.1")]);
+}
