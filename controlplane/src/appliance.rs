@@ -550,13 +550,14 @@ impl ControlPlane {
             store: store.clone(),
             sessions: sessions.clone(),
             broker: broker.clone(),
-            live: crate::api::overlay::LiveConfig::new(
+            live: crate::api::overlay::LiveConfig::with_s2c(
                 config.clone(),
                 overlaid,
                 store,
                 broker.clone(),
                 router.clone(),
                 policies.clone(),
+                Some(s2c.clone()),
             ),
             admin_addr: std::sync::OnceLock::new(),
             gateway_addr: std::sync::OnceLock::new(),

@@ -135,6 +135,19 @@ fn cases() -> Vec<Case> {
             changed: json!({"id": "STA0002", "url": "http://127.0.0.1:10/scripts/ctxsta.dll"}),
         },
         Case {
+            collection: "iip-pools",
+            item: json!({"name": "hq", "location": "dc1", "cidr": "127.78.0.0/24"}),
+            key: "hq",
+            changed: json!({"name": "hq", "location": "dc1", "cidr": "127.78.0.0/24", "users": ["alice"]}),
+        },
+        Case {
+            collection: "server-to-client-apps",
+            item: json!({"name": "vnc", "servers": ["127.0.9.0/24"], "ports": [5900]}),
+            key: "vnc",
+            changed: json!({"name": "vnc", "description": "VNC to the laptop",
+                "servers": ["127.0.9.0/24"], "ports": [5900, 5901], "protocol": "tcp"}),
+        },
+        Case {
             collection: "policies",
             item: json!({"name": "no-notepad", "action": "deny", "resources": ["Notepad"]}),
             key: "no-notepad",

@@ -282,37 +282,6 @@ fn wait_for_workers(admin: SocketAddr, names: &[&str]) {
     }
 }
 
-/// An admin API token made with `gatehouse api-token create`.
-fn admin_token(gatehouse: &Gatehouse) -> String {
-    let output = Command::new(bins::gatehouse())
-        .args(["api-token", "--config"])
-        .arg(gatehouse.config_path())
-        .arg("--data-dir")
-        .arg(gatehouse.data_dir())
-        .args(["create", "--name", "launch-test", "--role", "admin"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-/// A bodiless REST API request with a bearer token.
-fn api(admin: SocketAddr, token: &str, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&admin, TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
-
 fn http(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&admin, TIMEOUT).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -609,8 +578,8 @@ fn a_private_desktop_stays_assigned_across_a_restart_and_a_cold_one_is_powered_o
     assert_eq!(launched_on(&mut gatehouse, "Private"), "vdi-1");
 
     // Only an administrator undoes an assignment: through the REST API.
-    let token = admin_token(&gatehouse);
-    let (status, body) = api(admin, &token, "GET", "/api/v1/first-use-assignments");
+    let token = gatehouse.admin_api_token("launch-test");
+    let (status, body) = gatehouse.api(&token, "GET", "/api/v1/first-use-assignments");
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains(r#"{"desktop":"vdi-1","users":["bob"]}"#),
@@ -620,14 +589,9 @@ fn a_private_desktop_stays_assigned_across_a_restart_and_a_cold_one_is_powered_o
         body.contains(r#"{"desktop":"vdi-2","users":["alice"]}"#),
         "{body}"
     );
-    let (status, body) = api(
-        admin,
-        &token,
-        "DELETE",
-        "/api/v1/first-use-assignments/vdi-1/bob",
-    );
+    let (status, body) = gatehouse.api(&token, "DELETE", "/api/v1/first-use-assignments/vdi-1/bob");
     assert_eq!(status, 200, "{body}");
-    let (_, body) = api(admin, &token, "GET", "/api/v1/first-use-assignments");
+    let (_, body) = gatehouse.api(&token, "GET", "/api/v1/first-use-assignments");
     assert!(!body.contains("bob"), "{body}");
     gatehouse.wait_for_event(
         "desktop_unassigned",

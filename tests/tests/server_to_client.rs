@@ -354,6 +354,20 @@ fn the_same_user_gets_the_same_address_back_and_leases_survive_a_restart() {
     drop(bob);
     let mut alice = AccessClient::start(&gatehouse, "alice", None);
     assert_eq!(alice.leased().0, "127.77.2.1");
+
+    // The REST API shows the lease and the pool's warning: one address
+    // for two users is under three per user.
+    let token = gatehouse.admin_api_token("s2c-test");
+    let (status, leases) = gatehouse.api(&token, "GET", "/api/v1/iip-leases");
+    assert_eq!(status, 200, "{leases}");
+    let leases: serde_json::Value = serde_json::from_str(&leases).unwrap();
+    assert_eq!(leases[0]["iip"], "127.77.2.1");
+    assert_eq!(leases[0]["user"], "alice");
+    assert_eq!(leases[0]["active"], true);
+    let (_, pools) = gatehouse.api(&token, "GET", "/api/v1/iip-pool-status");
+    let pools: serde_json::Value = serde_json::from_str(&pools).unwrap();
+    assert_eq!(pools[0]["capacity"], 1, "{pools}");
+    assert_eq!(pools[0]["undersized"], true, "{pools}");
 }
 
 #[test]

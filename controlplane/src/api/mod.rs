@@ -182,6 +182,11 @@ impl Caller {
         sections::sta_servers::replace, sections::sta_servers::delete,
         sections::policies::list, sections::policies::get, sections::policies::create,
         sections::policies::replace, sections::policies::delete,
+        sections::s2c_apps::list, sections::s2c_apps::get, sections::s2c_apps::create,
+        sections::s2c_apps::replace, sections::s2c_apps::delete,
+        sections::iip_pools::list, sections::iip_pools::get, sections::iip_pools::create,
+        sections::iip_pools::replace, sections::iip_pools::delete,
+        ops::list_pool_status, ops::list_leases,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -251,6 +256,10 @@ pub fn router(api: Api) -> Router {
         .merge(sections::assignments::routes())
         .merge(sections::sta_servers::routes())
         .merge(sections::policies::routes())
+        .merge(sections::s2c_apps::routes())
+        .merge(sections::iip_pools::routes())
+        .route("/api/v1/iip-pool-status", get(ops::list_pool_status))
+        .route("/api/v1/iip-leases", get(ops::list_leases))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api);
     let document = openapi_json();

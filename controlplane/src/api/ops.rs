@@ -276,6 +276,92 @@ pub async fn undo_first_use(
     Ok(Json(before))
 }
 
+/// An IIP pool's size against the users who may draw from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolState {
+    /// The pool.
+    pub name: String,
+    /// Its resource location.
+    pub location: String,
+    /// Addresses it can lease.
+    pub capacity: u64,
+    /// Users who may draw from it (the users it names, or every local user
+    /// when it names none; directory group members are not counted).
+    pub users: u64,
+    /// Addresses bound to a user (active or sticky).
+    pub leased: u64,
+    /// Fewer than three addresses per user (also logged at start as
+    /// `s2c_pool_undersized`).
+    pub undersized: bool,
+}
+
+/// Every IIP pool's capacity, users, leases and the undersized warning.
+#[utoipa::path(get, path = "/api/v1/iip-pool-status", tag = "server-to-client",
+    responses((status = 200, body = Vec<PoolState>), (status = 401, body = ErrorBody)))]
+pub async fn list_pool_status(State(api): State<Api>) -> Result<Json<Vec<PoolState>>, ApiError> {
+    let Some(s2c) = api.live.s2c() else {
+        return Ok(Json(Vec::new()));
+    };
+    let local_users = api.store.list_users().await?.len() as u64;
+    Ok(Json(
+        s2c.status(local_users, std::time::SystemTime::now())
+            .into_iter()
+            .map(|p| PoolState {
+                name: p.name,
+                location: p.location,
+                capacity: p.capacity,
+                users: p.users,
+                leased: p.leased,
+                undersized: p.undersized,
+            })
+            .collect(),
+    ))
+}
+
+/// A client IP lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseView {
+    /// The IIP.
+    pub iip: String,
+    /// Its pool.
+    pub pool: String,
+    /// Its user.
+    pub user: String,
+    /// When it was leased (ms since the epoch).
+    pub leased_at_ms: u64,
+    /// When it was released (ms since the epoch); absent while the user is
+    /// connected.
+    pub released_at_ms: Option<u64>,
+    /// Whether the user is connected with it.
+    pub active: bool,
+}
+
+/// Every lease (active, or released and still held for stickiness).
+#[utoipa::path(get, path = "/api/v1/iip-leases", tag = "server-to-client",
+    responses((status = 200, body = Vec<LeaseView>), (status = 401, body = ErrorBody)))]
+pub async fn list_leases(State(api): State<Api>) -> Json<Vec<LeaseView>> {
+    let ms = |at: std::time::SystemTime| {
+        at.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    Json(
+        api.live
+            .s2c()
+            .map(|s2c| s2c.leases())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|lease| LeaseView {
+                iip: lease.iip.to_string(),
+                active: lease.is_active(),
+                pool: lease.pool,
+                user: lease.user,
+                leased_at_ms: ms(lease.leased_at),
+                released_at_ms: lease.released_at.map(ms),
+            })
+            .collect(),
+    )
+}
+
 /// A listener of the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Listener {

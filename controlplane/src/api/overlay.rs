@@ -25,6 +25,7 @@ use super::error::ApiError;
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::policy::SharedPolicies;
+use crate::s2c::service::ServerToClient;
 use crate::sta::http::StaRouter;
 use crate::store::{Store, StoreError};
 
@@ -98,6 +99,8 @@ pub static SECTIONS: &[&dyn SectionOps] = &[
     &Ops::<super::sections::Assignments>::NEW,
     &Ops::<super::sections::StaServers>::NEW,
     &Ops::<super::sections::Policies>::NEW,
+    &Ops::<super::sections::S2cApps>::NEW,
+    &Ops::<super::sections::IipPools>::NEW,
 ];
 
 /// Applies the overlay stored in `store` onto `config` (at start), then
@@ -159,6 +162,7 @@ pub struct LiveConfig {
     broker: Broker,
     router: StaRouter,
     policies: SharedPolicies,
+    s2c: Option<ServerToClient>,
 }
 
 impl LiveConfig {
@@ -173,6 +177,20 @@ impl LiveConfig {
         router: StaRouter,
         policies: SharedPolicies,
     ) -> Self {
+        Self::with_s2c(config, overlaid, store, broker, router, policies, None)
+    }
+
+    /// [`LiveConfig::new`], also applying server-to-client apps and pools
+    /// to `s2c`.
+    pub fn with_s2c(
+        config: Config,
+        overlaid: BTreeSet<&'static str>,
+        store: Store,
+        broker: Broker,
+        router: StaRouter,
+        policies: SharedPolicies,
+        s2c: Option<ServerToClient>,
+    ) -> Self {
         Self {
             config: RwLock::new(config),
             overlaid: RwLock::new(overlaid),
@@ -181,7 +199,13 @@ impl LiveConfig {
             broker,
             router,
             policies,
+            s2c,
         }
+    }
+
+    /// The server-to-client service changes are applied to, if any.
+    pub fn s2c(&self) -> Option<&ServerToClient> {
+        self.s2c.as_ref()
     }
 
     /// A copy of the running configuration.
@@ -191,8 +215,9 @@ impl LiveConfig {
 
     /// `fresh` (a reloaded, valid file) with the API's sections copied over
     /// it, validated again; it becomes the running configuration and its
-    /// broker catalog is put in force (the caller, a reload, applies the
-    /// rest).
+    /// broker catalog and server-to-client apps are put in force (the
+    /// caller, a reload, applies the rest; changed pools need a restart or
+    /// the API).
     ///
     /// Errors: the overlaid configuration is invalid (e.g. the file dropped
     /// a group an API-made desktop uses); nothing changed.
@@ -206,6 +231,11 @@ impl LiveConfig {
             ops.copy(&current, &mut fresh);
         }
         fresh.validate()?;
+        if let Some(s2c) = &self.s2c
+            && fresh.server_to_client.apps != current.server_to_client.apps
+        {
+            s2c.replace_apps(fresh.server_to_client.apps.clone());
+        }
         if fresh.broker != current.broker {
             self.broker
                 .replace_catalog(crate::broker::catalog::Catalog::new(fresh.broker.clone()));
@@ -234,7 +264,7 @@ impl LiveConfig {
             }
             other => ApiError::validation(S::SECTION, other.to_string()),
         })?;
-        self.apply(&next)?;
+        self.apply(&next).await?;
         let json = serde_json::to_string(&items)
             .map_err(|e| ApiError::internal(format!("cannot encode the section: {e}")))?;
         let stored = sqlx::query(
@@ -249,7 +279,7 @@ impl LiveConfig {
         .map_err(StoreError::from);
         if let Err(error) = stored {
             // Back to what is stored and running.
-            let _ = self.apply(&self.snapshot());
+            let _ = self.apply(&self.snapshot()).await;
             return Err(error.into());
         }
         *self.config.write() = next;
@@ -259,7 +289,16 @@ impl LiveConfig {
 
     /// Puts `config`'s broker catalog, access policies and remote STA map
     /// in force.
-    fn apply(&self, config: &Config) -> Result<(), ApiError> {
+    async fn apply(&self, config: &Config) -> Result<(), ApiError> {
+        if let Some(s2c) = &self.s2c {
+            if s2c.apps() != config.server_to_client.apps {
+                s2c.replace_apps(config.server_to_client.apps.clone());
+            }
+            if s2c.pools() != config.server_to_client.pools {
+                s2c.replace_pools(config.server_to_client.pools.clone())
+                    .await?;
+            }
+        }
         self.broker
             .replace_catalog(crate::broker::catalog::Catalog::new(config.broker.clone()));
         if self.policies.current().section() != &config.policy {

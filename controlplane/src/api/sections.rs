@@ -16,6 +16,8 @@ use super::{Api, ApiError, Caller};
 use crate::broker::catalog::{AssignmentConfig, DesktopConfig, GroupConfig, ResourceConfig};
 use crate::config::{Config, StaUrl};
 use crate::policy::PolicyRule;
+use crate::s2c::apps::AppConfig;
+use crate::s2c::pools::PoolConfig;
 
 /// `delivery-groups`: `[[broker.groups]]`, keyed by `name`.
 #[derive(Debug)]
@@ -58,6 +60,52 @@ impl SectionResource for Policies {
     }
     fn set_items(config: &mut Config, items: Vec<PolicyRule>) -> Result<(), (String, String)> {
         config.policy.rules = items;
+        Ok(())
+    }
+}
+
+/// `server-to-client-apps`: `[[server_to_client.apps]]`, keyed by
+/// `name` (a UDP app is refused naming `protocol`).
+#[derive(Debug)]
+pub struct S2cApps;
+
+impl SectionResource for S2cApps {
+    type Item = AppConfig;
+    const COLLECTION: &'static str = "server-to-client-apps";
+    const SECTION: &'static str = "server_to_client.apps";
+    const WHAT: &'static str = "server-to-client app";
+    const KEY_FIELD: &'static str = "name";
+    fn key(item: &AppConfig) -> String {
+        item.name.clone()
+    }
+    fn items(config: &Config) -> Vec<AppConfig> {
+        config.server_to_client.apps.clone()
+    }
+    fn set_items(config: &mut Config, items: Vec<AppConfig>) -> Result<(), (String, String)> {
+        config.server_to_client.apps = items;
+        Ok(())
+    }
+}
+
+/// `iip-pools`: `[[server_to_client.pools]]`, keyed by `name`; changing a
+/// pool ends the leases it no longer holds.
+#[derive(Debug)]
+pub struct IipPools;
+
+impl SectionResource for IipPools {
+    type Item = PoolConfig;
+    const COLLECTION: &'static str = "iip-pools";
+    const SECTION: &'static str = "server_to_client.pools";
+    const WHAT: &'static str = "IIP pool";
+    const KEY_FIELD: &'static str = "name";
+    fn key(item: &PoolConfig) -> String {
+        item.name.clone()
+    }
+    fn items(config: &Config) -> Vec<PoolConfig> {
+        config.server_to_client.pools.clone()
+    }
+    fn set_items(config: &mut Config, items: Vec<PoolConfig>) -> Result<(), (String, String)> {
+        config.server_to_client.pools = items;
         Ok(())
     }
 }
@@ -462,4 +510,22 @@ section_api!(
     "/api/v1/policies/{name}",
     "name",
     "policies"
+);
+section_api!(
+    s2c_apps,
+    S2cApps,
+    AppConfig,
+    "/api/v1/server-to-client-apps",
+    "/api/v1/server-to-client-apps/{name}",
+    "name",
+    "server-to-client"
+);
+section_api!(
+    iip_pools,
+    IipPools,
+    PoolConfig,
+    "/api/v1/iip-pools",
+    "/api/v1/iip-pools/{name}",
+    "name",
+    "server-to-client"
 );

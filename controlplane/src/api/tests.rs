@@ -213,3 +213,28 @@ async fn a_stored_section_that_does_not_fit_stops_the_start() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_udp_server_to_client_app_is_refused_naming_its_protocol() {
+    let (live, _broker, _store, _dir) = live("overlay-s2c-udp").await;
+    let udp: crate::s2c::apps::AppConfig = sections::parse_body(
+        br#"{"name": "dns", "servers": ["10.0.0.0/8"], "ports": [53], "protocol": "udp"}"#,
+    )
+    .unwrap();
+    let refused = live
+        .change::<sections::S2cApps, _>(|mut items| {
+            items.push(udp);
+            Ok((items, ()))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.field.as_deref(),
+        Some("server_to_client.apps[0].protocol")
+    );
+    assert!(
+        refused.message.contains("udp") || refused.message.contains("UDP"),
+        "{}",
+        refused.message
+    );
+}

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// The transport of an app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP, the only one carried.
@@ -18,7 +18,7 @@ pub enum Protocol {
 }
 
 /// `[[server_to_client.apps]]`: one server-to-client app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// Unique name (1-64 of `A-Z a-z 0-9 - _ .`); the policy's `resources`
@@ -28,6 +28,7 @@ pub struct AppConfig {
     #[serde(default)]
     pub description: String,
     /// The back-end servers' address ranges (CIDR) that may connect.
+    #[schema(value_type = Vec<String>)]
     pub servers: Vec<IpNet>,
     /// The client ports they may connect to (1-65535).
     pub ports: Vec<u16>,

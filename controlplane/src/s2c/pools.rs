@@ -28,7 +28,7 @@ pub const ADDRESSES_PER_USER: u64 = 3;
 pub const MIN_PREFIX: u8 = 8;
 
 /// `[[server_to_client.pools]]`: one IIP pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     /// Unique name (1-64 of `A-Z a-z 0-9 - _ .`).
@@ -37,6 +37,7 @@ pub struct PoolConfig {
     pub location: String,
     /// The IPv4 CIDR the IIPs are drawn from (`/8` to `/32`); for a prefix
     /// up to /30 the network and broadcast addresses are not leased.
+    #[schema(value_type = String)]
     pub cidr: Ipv4Net,
     /// The connectors that own the pool's IIPs (their `--name`); empty:
     /// any connector.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gatehouse_channel::{FlowClosed, FlowDenyReason, FlowId, FlowRequest, FlowVerdict};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
@@ -23,7 +23,7 @@ use super::ServerToClientSection;
 use super::apps::{AppConfig, listen_ports};
 use super::decide::{DenyReason, FlowDecision, FlowQuery, UserContext, decide};
 use super::leases;
-use super::pools::{Lease, LeaseError, LeaseTable, Leased, PoolStatus, status};
+use super::pools::{Lease, LeaseError, LeaseTable, Leased, PoolConfig, PoolStatus, status};
 use crate::policy::SharedPolicies;
 use crate::sta::http::SharedSta;
 use crate::sta::{TicketData, TicketKind, WorkerAddr};
@@ -103,8 +103,9 @@ pub struct ServerToClient {
 
 #[derive(Debug)]
 struct Inner {
-    apps: Vec<AppConfig>,
-    ports: Vec<u16>,
+    /// The apps and their client ports; replaced whole by
+    /// [`ServerToClient::replace_apps`].
+    apps: RwLock<Arc<Apps>>,
     policies: SharedPolicies,
     store: Store,
     table: Mutex<LeaseTable>,
@@ -117,6 +118,22 @@ struct Inner {
     client_grace: Duration,
     /// Registered machine names (lowercase) -> their user.
     names: Mutex<HashMap<String, String>>,
+}
+
+/// The server-to-client apps in force and the client ports they open.
+#[derive(Debug)]
+struct Apps {
+    apps: Vec<AppConfig>,
+    ports: Vec<u16>,
+}
+
+impl Apps {
+    fn new(apps: Vec<AppConfig>) -> Arc<Self> {
+        Arc::new(Self {
+            ports: listen_ports(&apps),
+            apps,
+        })
+    }
 }
 
 /// Commands a slow connector task may fall behind by before it misses some.
@@ -149,8 +166,7 @@ impl ServerToClient {
         let (commands, _) = broadcast::channel(COMMAND_BACKLOG);
         Ok(Self {
             inner: Arc::new(Inner {
-                apps: section.apps.clone(),
-                ports: listen_ports(&section.apps),
+                apps: RwLock::new(Apps::new(section.apps.clone())),
                 policies,
                 store,
                 table: Mutex::new(table),
@@ -283,7 +299,8 @@ impl ServerToClient {
             .active(query.iip)
             .and_then(|lease| self.inner.contexts.lock().get(&lease.user).cloned())
             .unwrap_or_default();
-        let decision = decide(&table, &self.inner.apps, &policies, &context, query, now);
+        let apps = self.inner.apps.read().clone();
+        let decision = decide(&table, &apps.apps, &policies, &context, query, now);
         drop(table);
         match &decision {
             FlowDecision::Allow(allowed) => tracing::info!(
@@ -345,7 +362,12 @@ impl ServerToClient {
     /// Whether `server` may resolve registered names: it is inside one of
     /// the apps' server ranges.
     pub fn may_resolve(&self, server: IpAddr) -> bool {
-        self.inner.apps.iter().any(|app| app.holds_server(server))
+        self.inner
+            .apps
+            .read()
+            .apps
+            .iter()
+            .any(|app| app.holds_server(server))
     }
 
     /// Registers `fqdn` (checked with [`valid_fqdn`]) as `user`'s machine
@@ -541,10 +563,123 @@ impl ServerToClient {
 
     fn addresses(&self, iip: Ipv4Addr) -> Vec<SocketAddr> {
         self.inner
+            .apps
+            .read()
             .ports
             .iter()
             .map(|port| SocketAddr::from((iip, *port)))
             .collect()
+    }
+
+    /// The IIP pools in force.
+    pub fn pools(&self) -> Vec<PoolConfig> {
+        self.inner.table.lock().pools().to_vec()
+    }
+
+    /// The server-to-client apps in force.
+    pub fn apps(&self) -> Vec<AppConfig> {
+        self.inner.apps.read().apps.clone()
+    }
+
+    /// Every lease the table holds (active, or released and still sticky
+    /// or not yet reclaimed), by IIP.
+    pub fn leases(&self) -> Vec<Lease> {
+        let mut leases: Vec<Lease> = self.inner.table.lock().iter().cloned().collect();
+        leases.sort_by_key(|lease| lease.iip);
+        leases
+    }
+
+    /// Puts `pools` (already validated with their section) in force: the
+    /// leases inside a pool that still exists under the same name and
+    /// holds their address are kept; the others end — their listeners
+    /// close, their flows are cut, their rows leave the store.
+    ///
+    /// Errors: the store failed deleting an ended lease (the new pools are
+    /// in force; the row is dropped at the next start).
+    pub async fn replace_pools(&self, pools: Vec<PoolConfig>) -> Result<(), StoreError> {
+        let dropped = {
+            let mut table = self.inner.table.lock();
+            let mut next = LeaseTable::new(pools, table.stickiness());
+            let dropped = next.restore(table.iter().cloned().collect());
+            *table = next;
+            dropped
+        };
+        for lease in &dropped {
+            tracing::info!(iip = %lease.iip, pool = %lease.pool, user = %lease.user, "s2c_lease_dropped");
+            if lease.is_active() {
+                let _ = self
+                    .inner
+                    .commands
+                    .send(ConnectorCommand::Unlisten(self.addresses(lease.iip)));
+                let _ = self
+                    .inner
+                    .commands
+                    .send(ConnectorCommand::CloseFlows(lease.iip));
+            }
+        }
+        for lease in &dropped {
+            leases::delete(&self.inner.store, lease.iip).await?;
+        }
+        tracing::info!(
+            pools = self.inner.table.lock().pools().len(),
+            leases_dropped = dropped.len(),
+            "s2c_pools_replaced"
+        );
+        Ok(())
+    }
+
+    /// Puts `apps` (already validated with their section) in force for the
+    /// next flow decision; the connectors stop listening on client ports no
+    /// app uses any more and start on new ones, for every active lease.
+    /// Flows under way are not cut.
+    pub fn replace_apps(&self, apps: Vec<AppConfig>) {
+        let next = Apps::new(apps);
+        let before = std::mem::replace(&mut *self.inner.apps.write(), next.clone());
+        let gone: Vec<u16> = before
+            .ports
+            .iter()
+            .copied()
+            .filter(|port| !next.ports.contains(port))
+            .collect();
+        let new: Vec<u16> = next
+            .ports
+            .iter()
+            .copied()
+            .filter(|port| !before.ports.contains(port))
+            .collect();
+        let active: Vec<Ipv4Addr> = self
+            .inner
+            .table
+            .lock()
+            .iter()
+            .filter(|lease| lease.is_active())
+            .map(|lease| lease.iip)
+            .collect();
+        let at = |ports: &[u16]| -> Vec<SocketAddr> {
+            active
+                .iter()
+                .flat_map(|iip| {
+                    ports
+                        .iter()
+                        .map(move |port| SocketAddr::from((*iip, *port)))
+                })
+                .collect()
+        };
+        if !gone.is_empty() && !active.is_empty() {
+            let _ = self
+                .inner
+                .commands
+                .send(ConnectorCommand::Unlisten(at(&gone)));
+        }
+        if !new.is_empty() && !active.is_empty() {
+            let _ = self.inner.commands.send(ConnectorCommand::Listen(at(&new)));
+        }
+        tracing::info!(
+            apps = next.apps.len(),
+            ports_added = new.len(),
+            ports_removed = gone.len(),
+            "s2c_apps_replaced"
+        );
     }
 }
 

@@ -602,3 +602,94 @@ async fn registered_names_resolve_to_active_leases_only() {
     assert!(!service::valid_fqdn(&"a".repeat(64)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn replaced_apps_decide_the_next_flow_and_move_the_listeners_of_active_leases() {
+    let dir = temp_dir("replace-apps");
+    let s2c = service(&dir).await;
+    s2c.connect("alice", UserContext::default(), at(0))
+        .await
+        .unwrap();
+    let mut commands = s2c.subscribe();
+    let ssh: ServerToClientSection = section(
+        r#"
+        [[apps]]
+        name = "ssh"
+        servers = ["127.0.8.0/24"]
+        ports = [22, 5901]
+        "#,
+    );
+    s2c.replace_apps(ssh.apps.clone());
+    assert_eq!(s2c.apps(), ssh.apps);
+    assert_eq!(
+        commands.recv().await.unwrap(),
+        ConnectorCommand::Unlisten(vec!["127.77.0.1:5900".parse().unwrap()])
+    );
+    assert_eq!(
+        commands.recv().await.unwrap(),
+        ConnectorCommand::Listen(vec!["127.77.0.1:22".parse().unwrap()])
+    );
+    let mut listening = s2c.listening();
+    listening.sort();
+    assert_eq!(
+        listening,
+        [
+            "127.77.0.1:22".parse::<SocketAddr>().unwrap(),
+            "127.77.0.1:5901".parse().unwrap()
+        ]
+    );
+    let vnc = FlowQuery {
+        connector: "any",
+        server: IpAddr::from([127, 0, 9, 1]),
+        iip: ip("127.77.0.1"),
+        port: 5901,
+    };
+    assert!(!matches!(s2c.decide(&vnc, at(1)), FlowDecision::Allow(_)));
+    let ssh_flow = FlowQuery {
+        server: IpAddr::from([127, 0, 8, 1]),
+        port: 22,
+        ..vnc
+    };
+    assert!(matches!(
+        s2c.decide(&ssh_flow, at(1)),
+        FlowDecision::Allow(_)
+    ));
+    assert_eq!(s2c.leases().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn replaced_pools_keep_the_leases_they_still_hold_and_end_the_others() {
+    let dir = temp_dir("replace-pools");
+    let s2c = service(&dir).await;
+    s2c.connect("alice", UserContext::default(), at(0))
+        .await
+        .unwrap();
+    s2c.connect("bob", UserContext::default(), at(0))
+        .await
+        .unwrap();
+    let mut commands = s2c.subscribe();
+    // The pool shrinks to 127.77.0.0/31... kept under its name: alice's
+    // 127.77.0.1 stays, bob's 127.77.0.2 ends.
+    let mut pools = section(SERVICE).pools;
+    pools[0].cidr = "127.77.0.0/31".parse().unwrap();
+    s2c.replace_pools(pools).await.unwrap();
+    assert_eq!(
+        commands.recv().await.unwrap(),
+        ConnectorCommand::Unlisten(vec![
+            "127.77.0.2:5900".parse().unwrap(),
+            "127.77.0.2:5901".parse().unwrap()
+        ])
+    );
+    assert_eq!(
+        commands.recv().await.unwrap(),
+        ConnectorCommand::CloseFlows(ip("127.77.0.2"))
+    );
+    let leases = s2c.leases();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].user, "alice");
+    drop(s2c);
+    let s2c = service(&dir).await;
+    assert!(s2c.lease_of("bob").is_none(), "gone from the store");
+    let _ = std::fs::remove_dir_all(&dir);
+}

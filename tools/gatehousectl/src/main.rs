@@ -76,6 +76,14 @@ enum Resource {
     StaServers(Section),
     /// Access policies (rules tried in order; a new one goes last).
     Policies(Section),
+    /// Server-to-client apps.
+    S2cApps(Section),
+    /// Client IP (IIP) pools.
+    IipPools(Section),
+    /// Every IIP pool's capacity, users, leases and undersized warning.
+    PoolStatus,
+    /// Client IP leases.
+    Leases,
     /// A user's OTP devices: list USER, delete USER DEVICE.
     OtpDevices {
         #[command(subcommand)]
@@ -233,6 +241,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         },
         Resource::StaServers(s) => section("sta-servers", s)?,
         Resource::Policies(s) => section("policies", s)?,
+        Resource::S2cApps(s) => section("server-to-client-apps", s)?,
+        Resource::IipPools(s) => section("iip-pools", s)?,
+        Resource::PoolStatus => call("GET", "iip-pool-status"),
+        Resource::Leases => call("GET", "iip-leases"),
         Resource::OtpDevices { verb } => match verb {
             DeviceVerb::List { user } => call("GET", format!("users/{}/otp-devices", seg(user))),
             DeviceVerb::Delete { user, device } => call(
