@@ -532,6 +532,7 @@ impl ControlPlane {
             policies.clone(),
         )
         .await?;
+        let login_devices = login.devices().clone();
         let web_state = web::WebState::new(login).with_store(web::storefront::StoreFront::new(
             broker.clone(),
             &config.gateway,
@@ -562,6 +563,7 @@ impl ControlPlane {
             admin_addr: std::sync::OnceLock::new(),
             gateway_addr: std::sync::OnceLock::new(),
             reloader: Mutex::new(None),
+            devices: Some(login_devices),
         });
         let admin = Admin::start(
             config.admin.listen,

@@ -162,6 +162,26 @@ fn an_ldap_user_logs_on_with_a_code_of_the_device_in_her_entry() {
     assert!(stored.contains("#@tablet=gh1."), "{stored}");
     assert!(!stored.contains(PHONE_SECRET), "{stored}");
 
+    // An administrator sees and removes devices in the entry through the
+    // REST API.
+    let token = gatehouse.admin_api_token("ldap-test");
+    let (status, listed) = gatehouse.api(&token, "GET", "/api/v1/users/alice/otp-devices");
+    assert_eq!(status, 200, "{listed}");
+    assert!(listed.contains(r#""name":"phone""#), "{listed}");
+    assert!(listed.contains(r#""name":"tablet""#), "{listed}");
+    let (status, body) = gatehouse.api(&token, "DELETE", "/api/v1/users/alice/otp-devices/tablet");
+    assert_eq!(status, 204, "{body}");
+    let stored = slapd.search(ALICE_DN, "gatehouseOtpDevices");
+    assert!(stored.contains("#@phone=gh1."), "{stored}");
+    assert!(
+        !stored.contains("#@tablet="),
+        "removed from the entry: {stored}"
+    );
+    let (status, _) = gatehouse.api(&token, "DELETE", "/api/v1/users/alice/otp-devices/tablet");
+    assert_eq!(status, 404);
+    let (status, _) = gatehouse.api(&token, "GET", "/api/v1/users/nobody/otp-devices");
+    assert_eq!(status, 404, "a user the directory does not know");
+
     let events = gatehouse.stop();
     assert_eq!(
         count(

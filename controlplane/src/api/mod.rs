@@ -84,6 +84,9 @@ pub struct Inner {
     /// The bound gateway listener (set once the cores run in this process).
     pub gateway_addr: std::sync::OnceLock<SocketAddr>,
     /// Set once the gateway runs (`None`: reload unavailable).
+    /// Where users' OTP devices live (the login flow's: the store, or the
+    /// users' LDAP attribute); `None`: the store.
+    pub devices: Option<crate::login::devices::UserDevices>,
     pub reloader: parking_lot::Mutex<Option<SharedReloader>>,
 }
 

@@ -19,6 +19,7 @@ use super::token::{Role, TokenInfo, TokenName};
 use super::{Api, ApiError, Caller};
 use crate::auth::names::{DeviceName, UserName};
 use crate::broker::registry::Unregister;
+use crate::login::devices::UserDevices;
 use crate::sessions::SessionRecord;
 
 /// An open session as the cores reported it.
@@ -413,8 +414,9 @@ pub async fn list_listeners(State(api): State<Api>) -> Json<Vec<Listener>> {
 pub struct OtpDevice {
     /// The device's name.
     pub name: String,
-    /// When it was added, Unix seconds.
-    pub created_at: u64,
+    /// When it was added, Unix seconds (absent for devices kept in the
+    /// user's LDAP entry, which records no time).
+    pub created_at: Option<u64>,
 }
 
 fn user_name(text: &str) -> Result<UserName, ApiError> {
@@ -430,19 +432,57 @@ pub async fn list_devices(
     Path(user): Path<String>,
 ) -> Result<Json<Vec<OtpDevice>>, ApiError> {
     let user = user_name(&user)?;
+    if let Some(devices @ UserDevices::Ldap { .. }) = &api.devices {
+        // The devices live in the user's directory entry.
+        let dn = ldap_entry(devices, &user).await?;
+        let names = devices.list(&user, &dn).await.map_err(devices_error)?;
+        return Ok(Json(
+            names
+                .into_iter()
+                .map(|name| OtpDevice {
+                    name: name.to_string(),
+                    created_at: None,
+                })
+                .collect(),
+        ));
+    }
     let devices = api.store.list_devices(&user).await?;
     Ok(Json(
         devices
             .iter()
             .map(|d| OtpDevice {
                 name: d.name.to_string(),
-                created_at: d
-                    .created_at
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |t| t.as_secs()),
+                created_at: Some(
+                    d.created_at
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |t| t.as_secs()),
+                ),
             })
             .collect(),
     ))
+}
+
+/// The directory entry of `user` (404 when the directory does not know
+/// the user).
+async fn ldap_entry(devices: &UserDevices, user: &UserName) -> Result<String, ApiError> {
+    devices
+        .entry_of(user)
+        .await
+        .map_err(devices_error)?
+        .ok_or_else(|| ApiError::not_found("user", user.as_str()))
+}
+
+/// A device store failure as an API error: an unknown device is 404, a
+/// directory that cannot be asked 503.
+fn devices_error(error: crate::login::devices::DevicesError) -> ApiError {
+    use crate::auth::devices::OtpError;
+    use crate::login::devices::DevicesError;
+    match error {
+        DevicesError::Otp(OtpError::NotFound(device)) => {
+            ApiError::not_found("otp device", device.as_str())
+        }
+        other => ApiError::unavailable(crate::error_chain(&other)),
+    }
 }
 
 /// Remove a user's OTP device (admin).
@@ -459,7 +499,16 @@ pub async fn remove_device(
     let user = user_name(&user)?;
     let device =
         DeviceName::new(&device).map_err(|e| ApiError::validation("device", e.to_string()))?;
-    api.store.delete_device(&user, &device).await?;
+    match &api.devices {
+        Some(devices @ UserDevices::Ldap { .. }) => {
+            let dn = ldap_entry(devices, &user).await?;
+            devices
+                .remove(&user, &dn, &device)
+                .await
+                .map_err(devices_error)?;
+        }
+        _ => api.store.delete_device(&user, &device).await?,
+    }
     let key = format!("{user}/{device}");
     let before = serde_json::json!({"user": user.as_str(), "device": device.as_str()});
     api.audit_ok(

@@ -106,6 +106,21 @@ impl UserDevices {
         }
     }
 
+    /// The directory entry of `user` the LDAP form keeps devices in:
+    /// `Some("")` for the store (no entry needed), `None` for a user the
+    /// directory does not know.
+    ///
+    /// Errors: [`DevicesError::Ldap`] when the directory cannot be asked.
+    pub async fn entry_of(&self, user: &UserName) -> Result<Option<String>, DevicesError> {
+        match self {
+            Self::Store(_) => Ok(Some(String::new())),
+            Self::Ldap { directory, .. } => directory
+                .user_dn(user.as_str())
+                .await
+                .map_err(|e| DevicesError::Ldap(e.to_string())),
+        }
+    }
+
     /// Removes a device.
     ///
     /// Errors: [`DevicesError`] ([`OtpError::NotFound`] for an unknown
