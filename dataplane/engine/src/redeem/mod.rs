@@ -21,6 +21,7 @@ mod memory;
 
 pub use channel::{
     ChannelRedeemer, ChannelRedeemerConfig, ChannelRedeemerStats, ControlPlaneGate, GATE_CHECK,
+    REPORT_WAKE_DELAY,
 };
 pub use memory::{MemoryGrant, MemoryRedeemer};
 
