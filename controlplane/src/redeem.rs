@@ -37,6 +37,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use gatehouse_channel::{
@@ -289,11 +290,13 @@ impl<R: Resolve> RedeemService<R> {
                     backlog.push_back(request);
                 }
                 received = port.recv(), if can_take => match received {
-                    Ok(envelope) => {
-                        if self.dispatch(core, envelope, &answers_tx) {
-                            deciding += 1;
+                    Ok(envelope) => match self.dispatch(core, envelope, &answers_tx) {
+                        Dispatched::Done => {}
+                        Dispatched::Deciding => deciding += 1,
+                        Dispatched::Answer(request_id, answer) => {
+                            backlog.push_back((request_id, answer));
                         }
-                    }
+                    },
                     Err(RecvError::Message(error)) => {
                         tracing::warn!(core = core.0, error = %error, "channel_message_refused");
                     }
@@ -589,24 +592,35 @@ impl<R: Resolve> RedeemService<R> {
         }
     }
 
-    /// Acts on one message; `true` when a verdict is now owed for it.
+    /// Acts on one message. A redemption is decided right here when it
+    /// can be without waiting (the local STA: no task, no hop); one that
+    /// waits (a remote STA, a name to resolve) goes on in its own task,
+    /// which sends its verdict to `answers`.
     fn dispatch(
         &self,
         core: CoreId,
         envelope: Envelope<ToControl>,
         answers: &mpsc::UnboundedSender<(RequestId, ToCore)>,
-    ) -> bool {
+    ) -> Dispatched {
         let request_id = envelope.request_id;
         match envelope.message {
             ToControl::RedeemTicket(request) => {
                 let service = self.clone();
+                let mut deciding = Box::pin(async move { service.verdict(core, &request).await });
+                // A first poll with a waker that does nothing: whatever the
+                // future registered is registered again by the task's own
+                // first poll below.
+                let mut cx = Context::from_waker(Waker::noop());
+                if let Poll::Ready(verdict) = deciding.as_mut().poll(&mut cx) {
+                    return Dispatched::Answer(request_id, ToCore::Verdict(verdict));
+                }
                 let answers = answers.clone();
                 tokio::spawn(async move {
-                    let verdict = service.verdict(core, &request).await;
+                    let verdict = deciding.await;
                     // The port task is gone only when it is shutting down.
                     let _ = answers.send((request_id, ToCore::Verdict(verdict)));
                 });
-                true
+                Dispatched::Deciding
             }
             ToControl::SessionOpened(opened) => {
                 self.reconnects.opened(opened.session, opened.worker_ticket);
@@ -627,7 +641,7 @@ impl<R: Resolve> RedeemService<R> {
                     worker = %opened.worker.0,
                     "session_opened"
                 );
-                false
+                Dispatched::Done
             }
             ToControl::SessionClosed(closed) => {
                 self.reconnects
@@ -640,15 +654,15 @@ impl<R: Resolve> RedeemService<R> {
                     duration,
                 );
                 log_closed(core, closed.session, record.as_ref(), &closed);
-                false
+                Dispatched::Done
             }
             ToControl::StatsReport(report) => {
                 crate::metrics::global()
                     .hub()
                     .report(core, request_id, &report);
-                false
+                Dispatched::Done
             }
-            ToControl::Heartbeat(_) => false,
+            ToControl::Heartbeat(_) => Dispatched::Done,
             ToControl::FlowRequest(request) => {
                 let verdict = match &self.s2c {
                     Some(s2c) => s2c.flow_request(
@@ -661,15 +675,14 @@ impl<R: Resolve> RedeemService<R> {
                         reason: FlowDenyReason::Internal,
                     },
                 };
-                // Decided at once (no I/O): owed and answered in one go.
-                let _ = answers.send((request_id, ToCore::FlowVerdict(verdict)));
-                true
+                // Decided at once (no I/O).
+                Dispatched::Answer(request_id, ToCore::FlowVerdict(verdict))
             }
             ToControl::FlowClosed(closed) => {
                 if let Some(s2c) = &self.s2c {
                     s2c.flow_closed(&closed);
                 }
-                false
+                Dispatched::Done
             }
         }
     }
@@ -697,6 +710,20 @@ async fn next_order(
             Vec::new()
         }
     }
+}
+
+/// What [`RedeemService::dispatch`] did with a message.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per message and moved straight into the backlog; a box would allocate per verdict"
+)]
+enum Dispatched {
+    /// Nothing is owed for it.
+    Done,
+    /// A task decides it and sends the verdict to the port task.
+    Deciding,
+    /// Decided at once: send this.
+    Answer(RequestId, ToCore),
 }
 
 /// Keeps the resumable CGP sessions of `service` every `period`, forever:

@@ -374,6 +374,7 @@ impl<R: Role> Side<R> {
                     consumer,
                     ids: RequestIds::new(self.inner.generation),
                     wake: WakePolicy::default(),
+                    wake_owed: false,
                     counters: PortCounters::default(),
                     side: self.inner.clone(),
                     types: PhantomData,
@@ -394,6 +395,8 @@ pub struct Port<Tx, Rx> {
     consumer: Consumer,
     ids: RequestIds,
     wake: WakePolicy,
+    /// A deferred send left the peer asleep with a message to read.
+    wake_owed: bool,
     counters: PortCounters,
     // Keeps the segment mapped and the doorbells open while rings are used.
     side: Arc<SideInner>,
@@ -459,13 +462,70 @@ impl<Tx: Message, Rx: Message> Port<Tx, Rx> {
             Err(PushError::Corrupt) => return Err(SendError::Corrupt),
         };
         self.counters.sent += 1;
+        // This push looked at `armed`: an earlier deferred message is
+        // covered (rung now, or read by an awake peer before it sleeps).
+        self.wake_owed = false;
         if must_wake || self.wake == WakePolicy::Always {
-            self.counters.doorbells_rung += 1;
-            if doorbell::ring(self.side.bells.outbound(usize::from(self.core.0))).is_err() {
-                self.counters.doorbell_errors += 1;
-            }
+            self.ring_peer();
         }
         Ok(())
+    }
+
+    /// Publishes `message` like [`Port::try_send`] but does not ring a
+    /// sleeping peer: the ring is owed until the next `try_send` (which
+    /// rings if the peer still sleeps) or [`Port::flush_wake`]. For
+    /// notifications that may wait a little (session reports), so that a
+    /// busy core does not wake the peer once per message. The caller must
+    /// call `flush_wake` within the delay it accepts while
+    /// [`Port::wake_owed`] holds. Under [`WakePolicy::Always`] it rings
+    /// like `try_send`.
+    pub fn try_send_deferred(
+        &mut self,
+        request_id: RequestId,
+        message: &Tx,
+    ) -> Result<(), SendError> {
+        if self.wake == WakePolicy::Always {
+            return self.try_send(request_id, message);
+        }
+        let mut slot = [0_u8; SLOT_BYTES];
+        let len = message::encode_parts(self.side.generation, request_id, message, &mut slot);
+        match self.producer.try_push_quiet(&slot[..len]) {
+            Ok(armed) => {
+                self.counters.sent += 1;
+                self.wake_owed |= armed;
+                Ok(())
+            }
+            Err(PushError::Full) => {
+                self.counters.refused_full += 1;
+                Err(SendError::Full)
+            }
+            Err(PushError::Corrupt) => Err(SendError::Corrupt),
+        }
+    }
+
+    /// Whether a deferred send left the peer asleep with messages to read
+    /// (call [`Port::flush_wake`] soon).
+    pub fn wake_owed(&self) -> bool {
+        self.wake_owed
+    }
+
+    /// Rings the peer if a deferred send left it asleep; `true` if it rang.
+    pub fn flush_wake(&mut self) -> bool {
+        if !std::mem::take(&mut self.wake_owed) {
+            return false;
+        }
+        if self.producer.take_wake().0 {
+            self.ring_peer();
+            return true;
+        }
+        false
+    }
+
+    fn ring_peer(&mut self) {
+        self.counters.doorbells_rung += 1;
+        if doorbell::ring(self.side.bells.outbound(usize::from(self.core.0))).is_err() {
+            self.counters.doorbell_errors += 1;
+        }
     }
 
     /// The next message from the peer's current generation, if any.

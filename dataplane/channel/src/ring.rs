@@ -183,6 +183,13 @@ impl Producer {
     /// Copies `bytes` (at most `SLOT_BYTES`; longer is cut) into the next
     /// slot and publishes it. Never blocks: a full ring is `Full`.
     pub(crate) fn try_push(&mut self, bytes: &[u8]) -> Result<MustWake, PushError> {
+        self.publish(bytes)?;
+        Ok(self.take_wake())
+    }
+
+    /// Copies `bytes` into the next slot and stores `tail` (SeqCst, the
+    /// producer's half of the wake-up protocol).
+    fn publish(&mut self, bytes: &[u8]) -> Result<(), PushError> {
         debug_assert!(bytes.len() <= SLOT_BYTES);
         let len = bytes.len().min(SLOT_BYTES);
         let c = self.ring.control();
@@ -205,9 +212,24 @@ impl Producer {
         unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), slot, len) };
         self.tail = self.tail.wrapping_add(1);
         c.tail.0.store(self.tail, Ordering::SeqCst);
-        let wake =
-            c.armed.0.load(Ordering::SeqCst) != 0 && c.armed.0.swap(0, Ordering::SeqCst) != 0;
-        Ok(MustWake(wake))
+        Ok(())
+    }
+
+    /// [`Producer::try_push`] that leaves `armed` as it is: publishes
+    /// without taking the wake-up. `Ok(true)` when the consumer was armed,
+    /// so the message waits for a later [`Producer::take_wake`] (or the
+    /// next `try_push`, which sees `armed` and rings).
+    pub(crate) fn try_push_quiet(&mut self, bytes: &[u8]) -> Result<bool, PushError> {
+        self.publish(bytes)?;
+        Ok(self.ring.control().armed.0.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Takes the wake-up owed to an armed consumer (after
+    /// [`Producer::try_push_quiet`]): `MustWake(true)` when it was still
+    /// armed, and is now disarmed, so the caller rings.
+    pub(crate) fn take_wake(&mut self) -> MustWake {
+        let c = self.ring.control();
+        MustWake(c.armed.0.load(Ordering::SeqCst) != 0 && c.armed.0.swap(0, Ordering::SeqCst) != 0)
     }
 }
 

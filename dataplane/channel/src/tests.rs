@@ -161,6 +161,63 @@ fn a_busy_consumer_costs_the_producer_no_doorbell() {
 }
 
 #[test]
+fn a_deferred_send_wakes_a_sleeping_peer_only_when_flushed() {
+    let (control, data) = in_process(geometry(1, 64)).unwrap();
+    let mut core = data.take_ports().unwrap().remove(0);
+    let mut cp = control.take_ports().unwrap().remove(0);
+    // An awake peer: nothing is owed, flushing rings nothing.
+    core.try_send_deferred(RequestId(0), &closed(1)).unwrap();
+    assert!(!core.wake_owed());
+    assert!(!core.flush_wake());
+    assert_eq!(cp.try_recv().unwrap().unwrap().request_id, RequestId(0));
+    // A sleeping peer stays asleep until the flush.
+    assert_eq!(cp.prepare_wait(), WaitDecision::Sleep);
+    core.try_send_deferred(RequestId(1), &closed(2)).unwrap();
+    core.try_send_deferred(RequestId(2), &closed(3)).unwrap();
+    assert!(core.wake_owed());
+    assert_eq!(core.counters().doorbells_rung, 0);
+    assert!(!doorbell::wait(cp.doorbell(), Some(Duration::ZERO)).unwrap());
+    assert!(core.flush_wake());
+    assert!(!core.wake_owed());
+    assert!(!core.flush_wake(), "one ring for the burst");
+    assert_eq!(core.counters().doorbells_rung, 1);
+    assert!(doorbell::wait(cp.doorbell(), Some(Duration::ZERO)).unwrap());
+    cp.after_wake().unwrap();
+    assert_eq!(cp.try_recv().unwrap().unwrap().request_id, RequestId(1));
+    assert_eq!(cp.try_recv().unwrap().unwrap().request_id, RequestId(2));
+    assert!(cp.try_recv().unwrap().is_none());
+}
+
+#[test]
+fn a_send_after_deferred_ones_rings_once_for_all_of_them() {
+    let (control, data) = in_process(geometry(1, 64)).unwrap();
+    let mut core = data.take_ports().unwrap().remove(0);
+    let mut cp = control.take_ports().unwrap().remove(0);
+    assert_eq!(cp.prepare_wait(), WaitDecision::Sleep);
+    core.try_send_deferred(RequestId(1), &closed(1)).unwrap();
+    core.try_send(RequestId(2), &redeem(2)).unwrap();
+    assert!(!core.wake_owed(), "the ordinary send took the wake-up");
+    assert_eq!(core.counters().doorbells_rung, 1);
+    assert!(!core.flush_wake());
+    cp.wait(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(cp.try_recv().unwrap().unwrap().request_id, RequestId(1));
+    assert_eq!(cp.try_recv().unwrap().unwrap().request_id, RequestId(2));
+}
+
+#[test]
+fn a_deferred_send_to_a_full_ring_is_refused() {
+    let (_control, data) = in_process(geometry(1, 2)).unwrap();
+    let mut core = data.take_ports().unwrap().remove(0);
+    core.try_send_deferred(RequestId(1), &closed(1)).unwrap();
+    core.try_send_deferred(RequestId(2), &closed(2)).unwrap();
+    assert_eq!(
+        core.try_send_deferred(RequestId(3), &closed(3)),
+        Err(SendError::Full)
+    );
+    assert_eq!(core.counters().refused_full, 1);
+}
+
+#[test]
 fn ports_are_handed_out_once() {
     let (control, _data) = in_process(geometry(3, 8)).unwrap();
     let ports = control.take_ports().unwrap();

@@ -42,6 +42,14 @@
 //! Reading the gate is one atomic load per redemption, never per relayed
 //! byte.
 //!
+//! Wake-ups: a redemption rings a sleeping control plane at once; a
+//! session report (`SessionOpened` without a worker ticket, `SessionClosed`)
+//! does not, and is read with the next redemption, or rung for by a flush
+//! task within [`REPORT_WAKE_DELAY`] (or when the redeemer is dropped). A
+//! busy core thus wakes the control plane once per connection, not three
+//! times. A `SessionOpened` carrying a worker ticket rings at once: a
+//! resume on another core may need it.
+//!
 //! What it refuses to do: block the core (a full ring or table refuses the
 //! redemption), queue reports (a full ring drops them), or grow (the table
 //! is bounded; the kill map and the live-session map hold one entry per
@@ -89,6 +97,9 @@ pub const GATE_CHECK: Duration = Duration::from_millis(10);
 const ANNOUNCE_LIMIT: Duration = Duration::from_secs(2);
 /// Pause between attempts while the request ring is full.
 const ANNOUNCE_RETRY: Duration = Duration::from_millis(1);
+/// Longest a session report waits in the ring for a sleeping control plane
+/// before the core rings for it (a redemption rings sooner).
+pub const REPORT_WAKE_DELAY: Duration = Duration::from_millis(2);
 
 /// Whether a control plane is linked to the channel, and which generation,
 /// as the data plane's supervisor sees it (split processes only; an
@@ -238,6 +249,7 @@ impl ChannelRedeemer {
             live: RefCell::new(HashMap::new()),
             announced: Cell::new(None),
             connector: RefCell::new(None),
+            flush_scheduled: Cell::new(false),
         });
         if let Some(connector) = config.connector {
             let link = ControlLink(Rc::downgrade(&shared));
@@ -298,20 +310,26 @@ impl TicketRedeemer for ChannelRedeemer {
         let Some(shared) = &self.shared else {
             return Err(ReportDropped);
         };
-        let message = match report {
+        let (message, urgent) = match report {
             SessionReport::Opened(opened) => {
                 // Only a gated (split) data plane re-announces.
                 if shared.gate.is_some() {
                     shared.live.borrow_mut().insert(opened.session, opened);
                 }
-                ToControl::SessionOpened(opened)
+                // A worker ticket must be known before the client can
+                // resume (on any core): that one goes at once.
+                let urgent = opened.worker_ticket.is_some();
+                (ToControl::SessionOpened(opened), urgent)
             }
             SessionReport::Closed(closed) => {
                 shared.live.borrow_mut().remove(&closed.session);
-                ToControl::SessionClosed(closed)
+                (ToControl::SessionClosed(closed), false)
             }
         };
-        shared.send(&message).map_err(|_| ReportDropped)
+        if urgent {
+            return shared.send(&message).map_err(|_| ReportDropped);
+        }
+        shared.send_deferred(&message).map_err(|_| ReportDropped)
     }
 
     fn until_killed(&self, session: SessionId) -> impl Future<Output = ()> {
@@ -353,6 +371,16 @@ struct Shared {
     announced: Cell<Option<Generation>>,
     /// The connector role, when this core has it.
     connector: RefCell<Option<Rc<Connector>>>,
+    /// A [`flush_wake`] task is on its way.
+    flush_scheduled: Cell<bool>,
+}
+
+impl Drop for Shared {
+    /// A core that stops (shutdown, drain) rings for the reports it
+    /// deferred: its flush task will not run any more.
+    fn drop(&mut self) {
+        self.port.get_mut().flush_wake();
+    }
 }
 
 /// The connector's handle on its core's channel: asks for flow verdicts and
@@ -507,6 +535,22 @@ impl Shared {
 
     fn send(&self, message: &ToControl) -> Result<(), SendError> {
         self.port.borrow_mut().try_send(RequestId(0), message)
+    }
+
+    /// Sends a report without waking a sleeping control plane: the next
+    /// redemption's doorbell covers it, or the flush task within
+    /// [`REPORT_WAKE_DELAY`]. A busy core thus rings once per connection
+    /// instead of three times.
+    fn send_deferred(self: &Rc<Self>, message: &ToControl) -> Result<(), SendError> {
+        let owed = {
+            let mut port = self.port.borrow_mut();
+            port.try_send_deferred(RequestId(0), message)?;
+            port.wake_owed()
+        };
+        if owed && !self.flush_scheduled.replace(true) {
+            monoio::spawn(flush_wake(Rc::downgrade(self)));
+        }
+        Ok(())
     }
 
     fn count(&self, update: impl FnOnce(&mut ChannelRedeemerStats)) {
@@ -724,6 +768,18 @@ async fn receive(shared: Weak<Shared>, doorbell: UnixStream) {
             monoio::time::sleep(FAILURE_BACKOFF).await;
         }
     }
+}
+
+/// Rings the control plane after [`REPORT_WAKE_DELAY`] if reports sent
+/// since are still waiting for a sleeping control plane (no redemption
+/// rang meanwhile).
+async fn flush_wake(shared: Weak<Shared>) {
+    monoio::time::sleep(REPORT_WAKE_DELAY).await;
+    let Some(strong) = shared.upgrade() else {
+        return;
+    };
+    strong.flush_scheduled.set(false);
+    strong.port.borrow_mut().flush_wake();
 }
 
 /// Sends `SessionOpened` again for each of `sessions` still live, in

@@ -22,6 +22,7 @@ mod memory;
 pub(crate) use channel::ControlLink;
 pub use channel::{
     ChannelRedeemer, ChannelRedeemerConfig, ChannelRedeemerStats, ControlPlaneGate, GATE_CHECK,
+    REPORT_WAKE_DELAY,
 };
 pub use memory::{MemoryGrant, MemoryRedeemer};
 

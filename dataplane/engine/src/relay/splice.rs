@@ -149,21 +149,16 @@ impl Drop for PipeLoan<'_> {
     }
 }
 
-/// Puts a socket in non-blocking mode, as the direct `splice` calls need.
+/// Puts a socket in non-blocking mode, as the direct `splice` calls need:
+/// one `ioctl(FIONBIO)`, which sets `O_NONBLOCK` alone (no `F_GETFL` /
+/// `F_SETFL` pair: one system call per socket instead of two).
 pub(crate) fn set_nonblocking(stream: &TcpStream) -> io::Result<()> {
-    let fd = stream.as_raw_fd();
-    // SAFETY: F_GETFL/F_SETFL on a descriptor owned by `stream`, which the
-    // caller borrows for the duration of both calls.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if flags & libc::O_NONBLOCK == 0
-            && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO on a descriptor owned by `stream`, which the caller
+    // borrows for the call; the argument points to a live `c_int`.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONBIO, &raw const on) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -330,7 +325,17 @@ async fn copy_until_bulk(
         if streak >= BULK_STREAK {
             return Ok(false);
         }
-        turn.moved(n as u64).await;
+        if full {
+            turn.moved(n as u64).await;
+        } else {
+            // A short read emptied the socket: wait for more instead of a
+            // `read` that would only say EAGAIN (one system call less per
+            // exchange).
+            src.readable(false)
+                .await
+                .map_err(|e| fail(src_side, IoOp::Read, e))?;
+            turn.waited();
+        }
     }
 }
 

@@ -358,3 +358,114 @@ fn a_stats_request_is_answered_with_every_counter_under_its_request_id() {
         assert_eq!(accepts, Some(&(gatehouse_channel::CounterId(1), 0)));
     });
 }
+
+/// Whether `port`'s doorbell has been rung since the last look (reads,
+/// and so resets, the non-blocking eventfd).
+fn rung(port: &ControlPort) -> bool {
+    use std::io::Read;
+    let mut bell = std::fs::File::from(port.doorbell().try_clone_to_owned().unwrap());
+    let mut count = [0_u8; 8];
+    match bell.read(&mut count) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(e) => panic!("doorbell read failed: {e}"),
+    }
+}
+
+#[test]
+fn a_session_report_wakes_a_sleeping_control_plane_within_the_report_delay() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 64).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+        assert_eq!(control_port.prepare_wait(), WaitDecision::Sleep);
+
+        let closed = SessionClosed {
+            session: SessionId(3),
+            bytes_up: 1,
+            bytes_down: 2,
+            duration_ms: 3,
+        };
+        redeemer.report(SessionReport::Closed(closed)).unwrap();
+        redeemer
+            .report(SessionReport::Closed(SessionClosed {
+                session: SessionId(4),
+                ..closed
+            }))
+            .unwrap();
+        assert!(!rung(&control_port), "a report alone does not ring at once");
+
+        let mut waited = Duration::ZERO;
+        while !rung(&control_port) {
+            assert!(waited < Duration::from_secs(1), "the report never rang");
+            monoio::time::sleep(Duration::from_millis(1)).await;
+            waited += Duration::from_millis(1);
+        }
+        control_port.after_wake().unwrap();
+        let first = next_request(&mut control_port).await;
+        assert_eq!(first.message, ToControl::SessionClosed(closed));
+        let second = next_request(&mut control_port).await;
+        assert!(matches!(second.message, ToControl::SessionClosed(c) if c.session == SessionId(4)));
+    });
+}
+
+#[test]
+fn a_redemption_rings_for_the_reports_before_it() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 64).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+        assert_eq!(control_port.prepare_wait(), WaitDecision::Sleep);
+
+        redeemer.report(SessionReport::Opened(opened(5))).unwrap();
+        assert!(!rung(&control_port));
+        let pending = monoio::time::timeout(
+            Duration::from_millis(1),
+            redeemer.redeem(b";40;STA01;TICKET", client()),
+        )
+        .await;
+        assert!(pending.is_err(), "nobody answers");
+        assert!(rung(&control_port), "the redemption rang");
+        control_port.after_wake().unwrap();
+        assert!(matches!(
+            next_request(&mut control_port).await.message,
+            ToControl::SessionOpened(o) if o.session == SessionId(5)
+        ));
+        assert!(matches!(
+            next_request(&mut control_port).await.message,
+            ToControl::RedeemTicket(_)
+        ));
+    });
+}
+
+#[test]
+fn a_report_with_a_worker_ticket_rings_at_once() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 64).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+        assert_eq!(control_port.prepare_wait(), WaitDecision::Sleep);
+        let mut cgp = opened(6);
+        cgp.worker_ticket = Some(TicketBytes::new(b";40;STA01;WORKER").unwrap());
+        redeemer.report(SessionReport::Opened(cgp)).unwrap();
+        assert!(rung(&control_port), "a resume may need it on another core");
+    });
+}
+
+#[test]
+fn a_core_that_stops_rings_for_the_reports_it_deferred() {
+    run(async {
+        let (control, data) = in_process(Geometry::new(1, 64).unwrap()).unwrap();
+        let port = data.take_ports().unwrap().pop().unwrap();
+        let mut control_port = control.take_ports().unwrap().pop().unwrap();
+        let redeemer = ChannelRedeemer::start(port, ChannelRedeemerConfig::default()).unwrap();
+        assert_eq!(control_port.prepare_wait(), WaitDecision::Sleep);
+        redeemer.report(SessionReport::Opened(opened(7))).unwrap();
+        assert!(!rung(&control_port));
+        drop(redeemer);
+        assert!(rung(&control_port), "dropping the redeemer rang");
+    });
+}
