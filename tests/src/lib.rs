@@ -17,6 +17,7 @@
 //!   `chromedriver`; [`push_device::PushDevice`] runs `push-device serve`
 //!   (the user's phone for push approval).
 //! - [`slapd::Slapd`] is a real OpenLDAP directory seeded per test.
+//! - [`curl::Browser`] is the real `curl` with a cookie jar of its own.
 //! - [`socks`] is a SOCKSv5 client over TLS (rustls, trusting only the
 //!   certificate the gateway generated) or plain TCP.
 //!
@@ -44,6 +45,7 @@
 )]
 
 pub mod bins;
+pub mod curl;
 pub mod gatehouse;
 pub mod process;
 pub mod push_device;

@@ -36,9 +36,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gatehouse_tests::curl::{Answer, Browser};
 use gatehouse_tests::gatehouse::{Gatehouse, count};
 use gatehouse_tests::slapd::Slapd;
 use gatehouse_tests::socks::{self, REPLY_SUCCEEDED};
@@ -105,80 +105,16 @@ kind = "desktop"
 group = "pool"
 "#;
 
-/// A browser: `curl` with a cookie jar, trusting the gateway's certificate.
-struct Browser {
-    jar: PathBuf,
-    _dir: TempDir,
+/// What the launch tests do with a [`Browser`] beyond plain requests.
+trait StoreBrowser {
+    fn log_on(&self, gatehouse: &Gatehouse, user: &str, password: &str);
+    fn resources(&self, gatehouse: &Gatehouse) -> (Vec<String>, String);
+    fn launch(&self, gatehouse: &Gatehouse, csrf: &str, resource: &str) -> Answer;
+    fn launch_file(&self, gatehouse: &Gatehouse, csrf: &str, resource: &str) -> Launch;
+    fn session(&self) -> String;
 }
 
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl std::fmt::Debug for Answer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}\n\n{}", self.head, self.body)
-    }
-}
-
-impl Browser {
-    fn new() -> Self {
-        let dir = TempDir::new("browser");
-        let jar = dir.path().join("cookies.txt");
-        std::fs::write(&jar, "").unwrap();
-        Self { jar, _dir: dir }
-    }
-
-    fn request(
-        &self,
-        gatehouse: &Gatehouse,
-        path: &str,
-        fields: &[(&str, &str)],
-        raw: Option<&str>,
-    ) -> Answer {
-        let port = gatehouse.gateway().port();
-        let mut command = Command::new("curl");
-        command
-            .args(["--silent", "--show-error", "--include", "--max-time", "30"])
-            .arg("--cacert")
-            .arg(gatehouse.certificate())
-            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-            .arg("--cookie")
-            .arg(&self.jar)
-            .arg("--cookie-jar")
-            .arg(&self.jar);
-        for (name, value) in fields {
-            command
-                .arg("--data-urlencode")
-                .arg(format!("{name}={value}"));
-        }
-        if let Some(body) = raw {
-            command
-                .args(["-H", "Content-Type: text/xml; charset=utf-8"])
-                .arg("--data-binary")
-                .arg(body);
-        }
-        let output = command
-            .arg(format!("https://localhost:{port}{path}"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("curl runs (Debian package curl)");
-        assert!(
-            output.status.success(),
-            "curl {path}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8(output.stdout).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        Answer {
-            status: head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-            head: head.to_owned(),
-            body: body.to_owned(),
-        }
-    }
-
+impl StoreBrowser for Browser {
     fn log_on(&self, gatehouse: &Gatehouse, user: &str, password: &str) {
         let answer = self.request(
             gatehouse,
@@ -231,7 +167,7 @@ impl Browser {
 
     /// The session cookie's value.
     fn session(&self) -> String {
-        let jar = std::fs::read_to_string(&self.jar).unwrap();
+        let jar = std::fs::read_to_string(self.jar()).unwrap();
         jar.lines()
             .find_map(|line| {
                 let fields: Vec<&str> = line.split('\t').collect();

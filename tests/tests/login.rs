@@ -9,53 +9,18 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use gatehouse_tests::curl::{Answer, Browser};
 use gatehouse_tests::gatehouse::{Gatehouse, count};
-use gatehouse_tests::temp::TempDir;
 
-/// A browser: curl with a cookie jar of its own.
-struct Browser {
-    jar: PathBuf,
-    dir: TempDir,
+/// What the login tests do with a [`Browser`] beyond plain requests.
+trait LoginBrowser {
+    fn log_on(&self, gatehouse: &Gatehouse, login: &str, password: &str) -> Answer;
+    fn download(&self, gatehouse: &Gatehouse, path: &str, file: &std::path::Path);
 }
 
-/// One answer: status, head (lowercase names) and body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn location(&self) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            line.to_ascii_lowercase()
-                .starts_with("location:")
-                .then(|| line["location:".len()..].trim())
-        })
-    }
-}
-
-impl Browser {
-    fn new() -> Self {
-        let dir = TempDir::new("browser");
-        let jar = dir.path().join("cookies.txt");
-        std::fs::write(&jar, "").unwrap();
-        Self { jar, dir }
-    }
-
-    fn get(&self, gatehouse: &Gatehouse, path: &str) -> Answer {
-        self.curl(gatehouse, path, &[])
-    }
-
-    fn post(&self, gatehouse: &Gatehouse, path: &str, fields: &[(&str, &str)]) -> Answer {
-        assert!(!fields.is_empty());
-        self.curl(gatehouse, path, fields)
-    }
-
+impl LoginBrowser for Browser {
     fn log_on(&self, gatehouse: &Gatehouse, login: &str, password: &str) -> Answer {
         self.post(
             gatehouse,
@@ -73,7 +38,7 @@ impl Browser {
             .arg(gatehouse.certificate())
             .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
             .arg("--cookie")
-            .arg(&self.jar)
+            .arg(self.jar())
             .arg("--output")
             .arg(file)
             .arg(format!("https://localhost:{port}{path}"))
@@ -85,49 +50,6 @@ impl Browser {
             "curl {path}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-    }
-
-    fn has_cookie(&self, name: &str) -> bool {
-        std::fs::read_to_string(&self.jar)
-            .unwrap()
-            .lines()
-            .any(|line| line.split('\t').nth(5) == Some(name))
-    }
-
-    fn curl(&self, gatehouse: &Gatehouse, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let port = gatehouse.gateway().port();
-        let mut command = Command::new("curl");
-        command
-            .args(["--silent", "--show-error", "--include", "--max-time", "20"])
-            .arg("--cacert")
-            .arg(gatehouse.certificate())
-            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-            .arg("--cookie")
-            .arg(&self.jar)
-            .arg("--cookie-jar")
-            .arg(&self.jar);
-        for (name, value) in fields {
-            command
-                .arg("--data-urlencode")
-                .arg(format!("{name}={value}"));
-        }
-        let output = command
-            .arg(format!("https://localhost:{port}{path}"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("curl runs (.ci/run installs it)");
-        assert!(
-            output.status.success(),
-            "curl {path}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8(output.stdout).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        Answer {
-            status: head[9..12].parse().unwrap(),
-            head: head.to_owned(),
-            body: body.to_owned(),
-        }
     }
 }
 
@@ -328,7 +250,7 @@ fn a_device_registered_at_manageotp_by_its_qr_code_logs_on_with_oathtool() {
     assert_eq!(added.status, 200, "{added:?}");
     let qr = between(&added.body, "<img id=\"qr\" src=\"", "\"").to_owned();
     let shown = between(&added.body, "<code id=\"uri\">", "</code>").replace("&amp;", "&");
-    let png = browser.dir.path().join("qr.png");
+    let png = browser.dir().join("qr.png");
     browser.download(&gatehouse, &qr, &png);
     let output = Command::new("zbarimg")
         .args(["--quiet", "--raw"])
