@@ -172,20 +172,8 @@ impl Gatehouse {
     /// A bodiless REST API request on the admin listener with a bearer
     /// `token`: the status and the body.
     pub fn api(&self, token: &str, method: &str, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let admin = self.admin();
-        let mut stream = std::net::TcpStream::connect_timeout(&admin, crate::TIMEOUT).unwrap();
-        stream.set_read_timeout(Some(crate::TIMEOUT)).unwrap();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, body.to_owned())
+        let bearer = format!("Authorization: Bearer {token}\r\n");
+        crate::http::request(self.admin(), method, path, &bearer, "")
     }
 
     /// The internal HTTP listener (the STA endpoint, the REST API).

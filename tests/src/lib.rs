@@ -47,6 +47,7 @@
 pub mod bins;
 pub mod curl;
 pub mod gatehouse;
+pub mod http;
 pub mod process;
 pub mod push_device;
 pub mod slapd;

@@ -33,8 +33,7 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -219,19 +218,7 @@ fn wait_for_workers(admin: SocketAddr, names: &[&str]) {
 }
 
 fn http(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&admin, TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: text/xml\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
+    gatehouse_tests::http::request(admin, method, path, "", body)
 }
 
 #[test]
