@@ -4,8 +4,10 @@
 //! bound to an address inside an app's server range connects to IIP:port
 //! and exchanges bytes with a service on the client; servers outside the
 //! range, ports outside the app and users the policy denies are reset and
-//! logged; logout releases the IIP and closes the flows; stickiness; and
-//! leases that survive a restart. IIPs are loopback addresses
+//! logged; logout releases the IIP and closes the flows; a control
+//! connection lost for less than `client_grace_secs` keeps the IIP, one
+//! lost for longer releases it; stickiness; and leases that survive a
+//! restart. IIPs are loopback addresses
 //! (127.77.0.0/16), servers 127.0.8.0/24 and 127.0.9.0/24.
 #![allow(
     clippy::unwrap_used,
@@ -447,4 +449,81 @@ fn the_web_logout_releases_the_address_and_the_api_refuses_without_a_session() {
     let (status, _) = curl(&gatehouse, &jar, &[], "/cgi/logout");
     assert_eq!(status, 200);
     gatehouse.wait_for_event("s2c_released", &[("user", "carol"), ("iip", "127.77.4.1")]);
+}
+
+#[test]
+fn a_lost_control_connection_keeps_the_address_for_the_grace_period_then_releases_it() {
+    const GRACE: Duration = Duration::from_secs(2);
+    let tables = config("127.77.4.0/30", 15).replacen(
+        "[server_to_client]\n",
+        &format!(
+            "[server_to_client]\nclient_grace_secs = {}\n",
+            GRACE.as_secs()
+        ),
+        1,
+    );
+    let mut gatehouse = Gatehouse::start(&tables);
+    add_user(&gatehouse, "alice");
+    let service = echo_service();
+    let mut alice = AccessClient::start(&gatehouse, "alice", Some(service));
+    let (iip, _) = alice.leased();
+    alice.wait_for("control iip=");
+
+    // The client dies without a logout: its control connection ends, the
+    // lease stays while the grace period runs.
+    alice.process.signal(rustix::process::Signal::KILL);
+    drop(alice);
+    gatehouse.wait_for_event("s2c_client_detached", &[("user", "alice")]);
+    let detached = Instant::now();
+
+    // It comes back within the grace period: same address, flows reach it,
+    // and past the grace period nothing is released.
+    let mut alice = AccessClient::start(&gatehouse, "alice", Some(service));
+    assert_eq!(
+        alice.leased().0,
+        iip,
+        "the address is kept through a short loss"
+    );
+    alice.wait_for("control iip=");
+    assert!(
+        detached.elapsed() < GRACE,
+        "the client took {:?} to come back (grace {GRACE:?}): the test proves nothing",
+        detached.elapsed()
+    );
+    thread::sleep(GRACE + Duration::from_secs(1));
+    let mut flow = connect_from("127.0.9.5", &iip, VNC);
+    assert_eq!(exchange(&mut flow, b"still here"), b"still here");
+    // Read the log up to this flow's decision (logged after the grace
+    // period ran out).
+    gatehouse.wait_for_event("s2c_flow_allowed", &[("user", "alice")]);
+    let events = gatehouse.events();
+    assert_eq!(
+        count(&events, "s2c_client_lost", &[]),
+        0,
+        "released despite the return"
+    );
+    assert_eq!(
+        count(&events, "s2c_released", &[]),
+        0,
+        "released despite the return"
+    );
+
+    // It dies again and stays away: released after the grace period, not
+    // before; its listeners and flows go.
+    alice.process.signal(rustix::process::Signal::KILL);
+    drop(alice);
+    gatehouse.wait_for_event("s2c_client_detached", &[("user", "alice")]);
+    let gone = Instant::now();
+    let released = gatehouse.wait_for_event("s2c_released", &[("user", "alice"), ("iip", &iip)]);
+    let waited = released.at.saturating_duration_since(gone);
+    assert!(
+        waited + Duration::from_millis(200) >= GRACE,
+        "released {waited:?} after the loss, before the {GRACE:?} grace period"
+    );
+    gatehouse.wait_for_event("s2c_client_lost", &[("user", "alice"), ("iip", &iip)]);
+    assert_refused(&mut flow);
+    assert!(
+        refused_soon(&iip, VNC),
+        "{iip}:{VNC} still accepts after the grace period"
+    );
 }
