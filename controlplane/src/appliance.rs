@@ -327,8 +327,11 @@ pub fn redeem_config(config: &Config, gate: Option<ControlPlaneGate>) -> Channel
             .min(usize::try_from(DEFAULT_SLOTS_PER_RING).unwrap_or(usize::MAX)),
         gate,
         control_plane_wait: Duration::from_millis(config.engine.control_plane_wait_ms),
-        // With pools configured the cores also play the connector role.
-        connector: (!config.server_to_client.pools.is_empty())
+        // The cores also play the connector role when a pool may be
+        // owned by the gateway's own connector name.
+        connector: config
+            .server_to_client
+            .gateway_is_connector()
             .then(gatehouse_engine::ConnectorConfig::default),
     }
 }
@@ -357,6 +360,7 @@ async fn serve(config: Config, loader: reload::Loader) -> Result<(), RunError> {
         Arc::new(side),
         HEARTBEAT_PERIOD,
     ))]);
+    crate::connector::serve_connectors(&mut control, &config)?;
 
     let engine_config = config.clone();
     let (engine, acceptor) = tokio::task::spawn_blocking(move || {

@@ -59,6 +59,7 @@ pub mod auth;
 pub mod broker;
 pub mod certificate;
 pub mod config;
+pub mod connector;
 pub mod ldap;
 pub mod login;
 pub mod metrics;

@@ -4,6 +4,8 @@
 //! Subcommands: `run` (the gateway: control plane and data plane in one
 //! process), `controlplane --shm NAME` and `dataplane --shm NAME` (the same
 //! gateway as two processes over a named shared-memory segment),
+//! `connector --shm NAME --name CONNECTOR` (the server-to-client connector
+//! role on cores of its own, on a segment the control plane serves),
 //! `check-config FILE` (validate a configuration), `forward` (a plain TCP
 //! forwarder on the data-plane cores) and `user` (local users and OTP
 //! devices, see `gatehouse::auth::cli`) and `api-token` (REST API tokens,
@@ -58,6 +60,11 @@ enum Command {
     /// shared-memory segment; a `gatehouse controlplane` on the same
     /// segment redeems the tickets. Either may start first.
     Dataplane(DataPlaneArgs),
+    /// Run a server-to-client connector: data-plane cores that only accept
+    /// back-end connections to the IIPs of the pools naming it, on a
+    /// named shared-memory segment the control plane serves
+    /// (`[[server_to_client.connectors]]`).
+    Connector(ConnectorArgs),
     /// Check a configuration file: prints `ok`, or the error naming the key
     /// and exits with 64.
     CheckConfig {
@@ -130,6 +137,26 @@ struct DataPlaneArgs {
     gateway_listen: Option<SocketAddr>,
 }
 
+/// Flags of `gatehouse connector`.
+#[derive(Debug, clap::Args)]
+struct ConnectorArgs {
+    /// The shared-memory segment: NAME under /dev/shm, or DIR/NAME; the
+    /// `shm` of this connector's `[[server_to_client.connectors]]` entry.
+    #[arg(long, value_name = "NAME")]
+    shm: String,
+    /// The connector's name (what pools' `connectors` name).
+    #[arg(long, value_name = "CONNECTOR")]
+    name: String,
+    /// Configuration file (TOML) for the `[engine]` knobs (and the
+    /// entry's `cores`). Without it the embedded defaults apply.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Cores (default: the entry's `cores`, else 1); must match the
+    /// entry's `cores`, which sizes the segment.
+    #[arg(long, value_name = "N")]
+    cores: Option<usize>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -155,6 +182,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Controlplane(args) => controlplane(args),
         Command::Dataplane(args) => dataplane(args),
+        Command::Connector(args) => connector(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Forward(args) => forward_main(args),
         Command::User(args) => ExitCode::from(gatehouse::auth::cli::run(
@@ -228,12 +256,30 @@ fn dataplane(args: DataPlaneArgs) -> ExitCode {
     }
 }
 
+fn connector(args: ConnectorArgs) -> ExitCode {
+    let config = match (loader(args.config, None, None, None))() {
+        Ok(config) => config,
+        Err(error) => return config_failure(&error),
+    };
+    let cores = match gatehouse::connector::connector_cores(&config, &args.name, args.cores) {
+        Ok(cores) => cores,
+        Err(error) => return config_failure(&error),
+    };
+    match split::segment_name(&args.shm) {
+        Ok(shm) => finish(gatehouse::connector::run_connector(
+            config, shm, args.name, cores,
+        )),
+        Err(error) => config_failure(&error),
+    }
+}
+
 fn config_failure(error: &dyn std::error::Error) -> ExitCode {
     eprintln!("gatehouse: {error}");
     ExitCode::from(EXIT_CONFIG)
 }
 
-/// The exit code of a finished `run`, `controlplane` or `dataplane`.
+/// The exit code of a finished `run`, `controlplane`, `dataplane` or
+/// `connector`.
 fn finish(outcome: Result<(), RunError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

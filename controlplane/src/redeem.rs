@@ -26,6 +26,11 @@
 //! one. [`keep_reconnects`] refreshes the tickets while sessions live and
 //! revokes them when a client stays away past the window.
 //!
+//! Server-to-client: a port task also relays the connector orders of the
+//! pools its connector owns (the gateway's own cores, or a `gatehouse
+//! connector` segment's, see [`RedeemService::for_connector`] and
+//! `orders`) and answers flow requests as that connector's.
+//!
 //! Logs one event per decision: `ticket_redeemed` (`core`, `peer`,
 //! `proto`, `session`, `worker`) or `deny` (`core`, `peer`, `proto`,
 //! `reason`, `fault`, `error`); and, at debug (the core logs its own at
@@ -51,7 +56,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::reconnect::{DEFAULT_RECONNECT_WINDOW, Due, ReconnectTable};
-use crate::s2c::service::{ConnectorCommand, ServerToClient, flow_of};
+use crate::s2c::service::{ServerToClient, flow_of};
 use crate::sessions::{SessionIds, SessionRecord, SessionTable};
 use crate::sta::http::{RouteError, StaRouter};
 use crate::sta::{self, CgpAddress, Issued, StaError, TicketData, TicketKind};
@@ -152,6 +157,9 @@ pub struct RedeemService<R = SystemResolver> {
     resolver: Arc<R>,
     resolve_timeout: Duration,
     s2c: Option<ServerToClient>,
+    /// The connector whose cores this service answers; `None`: the
+    /// gateway's own (`server_to_client.connector_name`).
+    connector: Option<ConnectorRole>,
 }
 
 impl<R> Clone for RedeemService<R> {
@@ -164,6 +172,7 @@ impl<R> Clone for RedeemService<R> {
             resolver: self.resolver.clone(),
             resolve_timeout: self.resolve_timeout,
             s2c: self.s2c.clone(),
+            connector: self.connector.clone(),
         }
     }
 }
@@ -197,6 +206,7 @@ impl<R: Resolve> RedeemService<R> {
             resolver: Arc::new(resolver),
             resolve_timeout,
             s2c: None,
+            connector: None,
         }
     }
 
@@ -205,6 +215,24 @@ impl<R: Resolve> RedeemService<R> {
     pub fn with_s2c(mut self, s2c: ServerToClient) -> Self {
         self.s2c = Some(s2c);
         self
+    }
+
+    /// The same service for the cores of a `gatehouse connector` process:
+    /// flow requests are decided as `role.name`'s, and only the orders of
+    /// the pools it owns are relayed, while `role.link` says it is linked
+    /// (each link replays the current listen set).
+    pub fn for_connector(mut self, role: ConnectorRole) -> Self {
+        self.connector = Some(role);
+        self
+    }
+
+    /// The name flow requests on this service's ports are decided with.
+    fn connector_name(&self) -> Option<Arc<str>> {
+        match (&self.connector, &self.s2c) {
+            (Some(role), _) => Some(role.name.clone()),
+            (None, Some(s2c)) => Some(Arc::from(s2c.connector_name())),
+            (None, None) => None,
+        }
     }
 
     /// The same service keeping resumable CGP sessions in `reconnects`.
@@ -258,14 +286,19 @@ impl<R: Resolve> RedeemService<R> {
         // Verdicts being decided; each holds one slot of the answer ring.
         let mut deciding: u64 = 0;
         // Connector orders: first every address already leased, then each
-        // change as it happens.
-        let mut orders = self.s2c.as_ref().map(|s2c| {
-            let receiver = s2c.subscribe();
-            for addr in s2c.listening() {
-                backlog.push_back((RequestId(0), ToCore::Listen(addr)));
+        // change as it happens (see `orders`).
+        let mut orders = match (&self.s2c, self.connector_name()) {
+            (Some(s2c), Some(name)) => {
+                let role = self
+                    .connector
+                    .clone()
+                    .unwrap_or(ConnectorRole { name, link: None });
+                let (orders, first) = Orders::start(s2c.clone(), role);
+                backlog.extend(first.into_iter().map(|message| (RequestId(0), message)));
+                Some(orders)
             }
-            receiver
-        });
+            _ => None,
+        };
         loop {
             while let Some((request_id, answer)) = backlog.front() {
                 match port.try_send(*request_id, answer) {
@@ -302,7 +335,7 @@ impl<R: Resolve> RedeemService<R> {
                     }
                     Err(source) => return Err(ServeError::Recv { core, source }),
                 },
-                order = next_order(&mut orders) => {
+                order = next_order(orders.as_mut()) => {
                     backlog.extend(order.into_iter().map(|message| (RequestId(0), message)));
                 }
                 () = tokio::time::sleep(FULL_RETRY), if !can_take || !backlog.is_empty() => {}
@@ -664,14 +697,14 @@ impl<R: Resolve> RedeemService<R> {
             }
             ToControl::Heartbeat(_) => Dispatched::Done,
             ToControl::FlowRequest(request) => {
-                let verdict = match &self.s2c {
-                    Some(s2c) => s2c.flow_request(
-                        s2c.connector_name(),
+                let verdict = match (&self.s2c, self.connector_name()) {
+                    (Some(s2c), Some(connector)) => s2c.flow_request(
+                        &connector,
                         &request,
                         self.router.local(),
                         SystemTime::now(),
                     ),
-                    None => FlowVerdict::Deny {
+                    _ => FlowVerdict::Deny {
                         reason: FlowDenyReason::Internal,
                     },
                 };
@@ -688,27 +721,12 @@ impl<R: Resolve> RedeemService<R> {
     }
 }
 
-/// The next connector order as channel messages; pending forever without
-/// a server-to-client service. A receiver that fell behind gets the
-/// current listen set again (nothing is lost but the order of unlistens).
-async fn next_order(
-    orders: &mut Option<tokio::sync::broadcast::Receiver<ConnectorCommand>>,
-) -> Vec<ToCore> {
-    let Some(receiver) = orders else {
-        return std::future::pending().await;
-    };
-    match receiver.recv().await {
-        Ok(ConnectorCommand::Listen(addrs)) => addrs.into_iter().map(ToCore::Listen).collect(),
-        Ok(ConnectorCommand::Unlisten(addrs)) => addrs.into_iter().map(ToCore::Unlisten).collect(),
-        Ok(ConnectorCommand::CloseFlows(iip)) => vec![ToCore::CloseFlows(IpAddr::V4(iip))],
-        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-            tracing::warn!(missed, "s2c_orders_lagged");
-            Vec::new()
-        }
-        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-            *orders = None;
-            Vec::new()
-        }
+/// The next connector orders as channel messages; pending forever without
+/// a server-to-client service.
+async fn next_order(orders: Option<&mut Orders>) -> Vec<ToCore> {
+    match orders {
+        Some(orders) => orders.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -872,6 +890,11 @@ fn masked(request: &RedeemTicket) -> String {
     StaTicket::decode(request.ticket.as_bytes())
         .map_or_else(|_| "malformed".to_owned(), |ticket| ticket.to_string())
 }
+
+mod orders;
+
+use orders::Orders;
+pub use orders::{ConnectorRole, LinkState};
 
 #[cfg(test)]
 mod tests;

@@ -264,6 +264,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check("auth", old.auth != new.auth);
     check("ldap", old.ldap != new.ldap);
     check("radius", old.radius != new.radius);
+    check(
+        "server_to_client.connectors",
+        old.server_to_client.connectors != new.server_to_client.connectors,
+    );
     keys
 }
 

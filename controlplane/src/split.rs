@@ -176,8 +176,9 @@ async fn serve_control(
     let reconciler = Arc::new(Reconciler::new(control.sessions().clone()));
     control.spawn_all([
         tokio::spawn(accept_links(listener, side.clone(), reconciler.clone())),
-        tokio::spawn(watch_data_plane(side.clone(), reconciler)),
+        tokio::spawn(watch_peer(side.clone(), reconciler, DATA_SILENCE)),
     ]);
+    crate::connector::serve_connectors(&mut control, &config)?;
     tracing::info!(
         plane = "control",
         admin = %control.admin_addr(),
@@ -208,18 +209,8 @@ async fn serve_data(
     let side = DataSide::open_named(&shm, geometry(cores)?)?;
     let generation = side.generation();
     let ports = side.take_ports()?;
-    // The supervisor rings the cores' own doorbells after a link, so that
-    // each core looks at the gate without waiting for traffic.
-    let bells = ports
-        .iter()
-        .map(|port| port.doorbell().try_clone_to_owned().map(File::from))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| AttachError::Io {
-            op: "dup core doorbell",
-            source,
-        })?;
     let gate = ControlPlaneGate::closed();
-    let supervisor = Supervisor::start(side, gate.clone(), bells)?;
+    let supervisor = Supervisor::start(side, gate.clone(), &ports)?;
 
     let engine_config = config.clone();
     let redeem = appliance::redeem_config(&config, Some(gate));
@@ -324,14 +315,80 @@ fn close_all(sessions: &SessionTable) -> usize {
     open.len()
 }
 
-/// Accepts data planes on the link socket until aborted. A link of a new
-/// data-plane generation first hands the session table over to it.
-async fn accept_links(listener: LinkListener, side: Arc<ControlSide>, reconciler: Arc<Reconciler>) {
+/// What the control plane's link and watch tasks report to, for one
+/// segment: the data plane of `gatehouse controlplane` ([`Reconciler`]),
+/// or a connector ([`crate::connector`]). Each method logs its own event.
+pub(crate) trait PeerKeeper: Send + Sync + 'static {
+    /// A peer of `generation` attached and is about to link: whatever an
+    /// earlier generation held is let go (its process is gone or
+    /// replaced).
+    fn replaced_by(&self, generation: Generation);
+    /// The link with `linked` completed.
+    fn linked(&self, linked: &gatehouse_channel::Linked);
+    /// A link attempt failed.
+    fn link_failed(&self, error: &LinkError);
+    /// The watch saw `generation` (pid `pid`) alive for the first time.
+    fn attached(&self, generation: Generation, pid: u32);
+    /// The peer's process lives but has not beaten for `silent_ms`
+    /// (reported once per generation).
+    fn silent(&self, generation: Generation, silent_ms: u64);
+    /// The peer is gone: `reason` `process_gone` or `detached`. Called on
+    /// every watch step while it stays gone.
+    fn gone(&self, reason: &'static str);
+}
+
+impl PeerKeeper for Reconciler {
+    fn replaced_by(&self, generation: Generation) {
+        if let Some(handover) = self.hand_over(Some(generation)) {
+            log_handover(handover, "replaced");
+        }
+    }
+
+    fn linked(&self, linked: &gatehouse_channel::Linked) {
+        tracing::info!(
+            generation = linked.peer_generation.0,
+            pid = linked.peer_pid,
+            "data_plane_linked"
+        );
+    }
+
+    fn link_failed(&self, error: &LinkError) {
+        tracing::warn!(error = %crate::error_chain(error), "data_plane_link_failed");
+    }
+
+    fn attached(&self, generation: Generation, pid: u32) {
+        tracing::info!(generation = generation.0, pid, "data_plane_attached");
+    }
+
+    fn silent(&self, generation: Generation, silent_ms: u64) {
+        tracing::warn!(generation = generation.0, silent_ms, "data_plane_silent");
+    }
+
+    fn gone(&self, reason: &'static str) {
+        match self.hand_over(None) {
+            Some(handover) => log_handover(handover, reason),
+            None => {
+                let late = self.sweep();
+                if late > 0 {
+                    tracing::debug!(sessions_closed = late, "data_plane_late_sessions");
+                }
+            }
+        }
+    }
+}
+
+/// Accepts peers on the link socket until aborted. A link of a new
+/// generation is first reported to `keeper` ([`PeerKeeper::replaced_by`]).
+pub(crate) async fn accept_links<K: PeerKeeper>(
+    listener: LinkListener,
+    side: Arc<ControlSide>,
+    keeper: Arc<K>,
+) {
     let listener = Arc::new(listener);
     loop {
-        let (listener, side, reconciler) = (listener.clone(), side.clone(), reconciler.clone());
+        let (listener, side, keeper) = (listener.clone(), side.clone(), keeper.clone());
         // Blocks up to LINK_POLL, or LINK_TIMEOUT during an exchange.
-        let turn = tokio::task::spawn_blocking(move || link_turn(&listener, &side, &reconciler));
+        let turn = tokio::task::spawn_blocking(move || link_turn(&listener, &side, &*keeper));
         if let Err(error) = turn.await {
             tracing::error!(error = %error, "link_listener_failed");
             return;
@@ -339,9 +396,9 @@ async fn accept_links(listener: LinkListener, side: Arc<ControlSide>, reconciler
     }
 }
 
-/// Waits up to [`LINK_POLL`] for a data plane on `listener`; when one is
-/// there, hands the table over to its generation and links it.
-fn link_turn(listener: &LinkListener, side: &ControlSide, reconciler: &Reconciler) {
+/// Waits up to [`LINK_POLL`] for a peer on `listener`; when one is
+/// there, reports its generation to `keeper` and links it.
+fn link_turn<K: PeerKeeper>(listener: &LinkListener, side: &ControlSide, keeper: &K) {
     let mut fds = [PollFd::new(listener, PollFlags::IN)];
     let timeout = Timespec {
         tv_sec: 0,
@@ -356,30 +413,29 @@ fn link_turn(listener: &LinkListener, side: &ControlSide, reconciler: &Reconcile
             return;
         }
     }
-    // A data plane attaches (bumping its generation) before it links, and
+    // A peer attaches (bumping its generation) before it links, and
     // sends nothing before its link completes: the handover loses nothing
     // of its own.
     let peer = side.peer();
-    if peer.generation.0 != 0
-        && let Some(handover) = reconciler.hand_over(Some(peer.generation))
-    {
-        log_handover(handover, "replaced");
+    if peer.generation.0 != 0 {
+        keeper.replaced_by(peer.generation);
     }
     match listener.accept() {
-        Ok(Some(linked)) => tracing::info!(
-            generation = linked.peer_generation.0,
-            pid = linked.peer_pid,
-            "data_plane_linked"
-        ),
+        Ok(Some(linked)) => keeper.linked(&linked),
         Ok(None) => {}
-        Err(error) => tracing::warn!(error = %crate::error_chain(&error), "data_plane_link_failed"),
+        Err(error) => keeper.link_failed(&error),
     }
 }
 
-/// Beats for the control plane and watches the data plane until aborted;
-/// closes the sessions of a data plane that is gone.
-async fn watch_data_plane(side: Arc<ControlSide>, reconciler: Arc<Reconciler>) {
-    let mut watch = PeerWatch::new(DATA_SILENCE);
+/// Beats for the control plane every [`WATCH_PERIOD`] and watches the
+/// peer until aborted; a peer silent past `silence` whose process lives
+/// is only reported.
+pub(crate) async fn watch_peer<K: PeerKeeper>(
+    side: Arc<ControlSide>,
+    keeper: Arc<K>,
+    silence: Duration,
+) {
+    let mut watch = PeerWatch::new(silence);
     let mut ticks = tokio::time::interval(WATCH_PERIOD);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut attached: Option<Generation> = None;
@@ -397,11 +453,7 @@ async fn watch_data_plane(side: Arc<ControlSide>, reconciler: Arc<Reconciler>) {
             } => {
                 silent = None;
                 if attached.replace(generation) != Some(generation) {
-                    tracing::info!(
-                        generation = generation.0,
-                        pid = snapshot.pid,
-                        "data_plane_attached"
-                    );
+                    keeper.attached(generation, snapshot.pid);
                 }
             }
             PeerStatus::Gone {
@@ -409,25 +461,16 @@ async fn watch_data_plane(side: Arc<ControlSide>, reconciler: Arc<Reconciler>) {
                 silent_ms,
             } if snapshot.process != ProcessPresence::Dead => {
                 if silent.replace(generation) != Some(generation) {
-                    tracing::warn!(generation = generation.0, silent_ms, "data_plane_silent");
+                    keeper.silent(generation, silent_ms);
                 }
             }
             status => {
                 attached = None;
                 silent = None;
-                let reason = match status {
+                keeper.gone(match status {
                     PeerStatus::Absent => "detached",
                     _ => "process_gone",
-                };
-                match reconciler.hand_over(None) {
-                    Some(handover) => log_handover(handover, reason),
-                    None => {
-                        let late = reconciler.sweep();
-                        if late > 0 {
-                            tracing::debug!(sessions_closed = late, "data_plane_late_sessions");
-                        }
-                    }
-                }
+                });
             }
         }
     }
@@ -445,16 +488,35 @@ fn log_handover(handover: Handover, reason: &'static str) {
     }
 }
 
-/// The data plane's supervisor thread; stopped and joined on
+/// The data plane's supervisor thread (also a connector's): beats, links
+/// with the control plane and keeps the gate; stopped and joined on
 /// [`Supervisor::stop`] or drop.
 #[derive(Debug)]
-struct Supervisor {
+pub(crate) struct Supervisor {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Supervisor {
-    fn start(side: DataSide, gate: ControlPlaneGate, bells: Vec<File>) -> Result<Self, RunError> {
+    /// Starts the thread on `side`, keeping `gate`; after a link it rings
+    /// the doorbells of `ports` (the cores'), so that each core looks at
+    /// the gate without waiting for traffic.
+    ///
+    /// Errors: [`RunError::Channel`] (a doorbell cannot be duplicated),
+    /// [`RunError::Runtime`] (no thread).
+    pub(crate) fn start(
+        side: DataSide,
+        gate: ControlPlaneGate,
+        ports: &[gatehouse_channel::CorePort],
+    ) -> Result<Self, RunError> {
+        let bells = ports
+            .iter()
+            .map(|port| port.doorbell().try_clone_to_owned().map(File::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| AttachError::Io {
+                op: "dup core doorbell",
+                source,
+            })?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = thread::Builder::new()
@@ -473,7 +535,8 @@ impl Supervisor {
         })
     }
 
-    fn stop(mut self) {
+    /// Stops and joins the thread.
+    pub(crate) fn stop(mut self) {
         self.halt();
     }
 

@@ -44,7 +44,8 @@ pub struct ServerToClientSection {
     /// (and no one else gets it), in days (0..=3650). Default 15.
     pub stickiness_days: u32,
     /// The connector name of the connector role `gatehouse run` plays on
-    /// its own cores (what pools' `connectors` name). Default `gateway`.
+    /// its own cores (what pools' `connectors` name); the cores take the
+    /// role only when a pool may be owned by it. Default `gateway`.
     pub connector_name: String,
     /// How long an access client's lost control connection keeps its lease
     /// (and listeners) before the IIP is released, in seconds (1..=86400).
@@ -59,6 +60,32 @@ pub struct ServerToClientSection {
     pub pools: Vec<PoolConfig>,
     /// `[[server_to_client.apps]]`: the server-to-client apps.
     pub apps: Vec<AppConfig>,
+    /// `[[server_to_client.connectors]]`: the `gatehouse connector`
+    /// processes this control plane serves, each on its own segment.
+    pub connectors: Vec<ConnectorEntry>,
+}
+
+/// One `[[server_to_client.connectors]]`: a `gatehouse connector --shm SHM
+/// --name NAME` process. The control plane creates the segment, accepts
+/// the connector's link on `SHM.link`, and routes to it the listen orders
+/// of the pools it owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorEntry {
+    /// The connector's name (what pools' `connectors` name); 1 to 64 of
+    /// `[A-Za-z0-9._-]`, not `connector_name`.
+    pub name: String,
+    /// The shared-memory segment: `NAME` under `/dev/shm`, or `DIR/NAME`
+    /// (as `gatehouse connector --shm` names it).
+    pub shm: String,
+    /// The connector's cores (the segment's ring pairs, 1..=256); its
+    /// `--cores` must be the same. Default 1.
+    #[serde(default = "one_core")]
+    pub cores: usize,
+}
+
+fn one_core() -> usize {
+    1
 }
 
 impl Default for ServerToClientSection {
@@ -70,6 +97,7 @@ impl Default for ServerToClientSection {
             dns_listen: None,
             pools: Vec::new(),
             apps: Vec::new(),
+            connectors: Vec::new(),
         }
     }
 }
@@ -128,6 +156,7 @@ impl ServerToClientSection {
                 }
             }
         }
+        self.validate_connectors()?;
         let mut names = BTreeSet::new();
         for (index, app) in self.apps.iter().enumerate() {
             app.validate(index)?;
@@ -141,6 +170,87 @@ impl ServerToClientSection {
         Ok(())
     }
 }
+
+impl ServerToClientSection {
+    /// Checks `[[server_to_client.connectors]]`: valid and unique names
+    /// other than `connector_name`, valid and unique segments, cores
+    /// within the channel's limit.
+    fn validate_connectors(&self) -> Result<(), (String, String)> {
+        if self.connectors.len() > MAX_CONNECTORS {
+            return Err((
+                "server_to_client.connectors".into(),
+                format!("at most {MAX_CONNECTORS} connectors"),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut segments = BTreeSet::new();
+        for (index, connector) in self.connectors.iter().enumerate() {
+            let key = |field: &str| format!("server_to_client.connectors[{index}].{field}");
+            if !valid_name(&connector.name) {
+                return Err((
+                    key("name"),
+                    format!(
+                        "invalid name {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
+                        connector.name
+                    ),
+                ));
+            }
+            if connector.name.eq_ignore_ascii_case(&self.connector_name) {
+                return Err((
+                    key("name"),
+                    format!(
+                        "{:?} is the gateway's own connector (server_to_client.connector_name)",
+                        connector.name
+                    ),
+                ));
+            }
+            if !names.insert(connector.name.to_ascii_lowercase()) {
+                return Err((
+                    key("name"),
+                    format!("duplicate connector name {:?}", connector.name),
+                ));
+            }
+            let segment = crate::split::segment_name(&connector.shm)
+                .map_err(|error| (key("shm"), error.source.to_string()))?;
+            if !segments.insert(segment.segment_path()) {
+                return Err((
+                    key("shm"),
+                    format!("segment {:?} is another connector's", connector.shm),
+                ));
+            }
+            if !(1..=usize::from(gatehouse_channel::MAX_CORES)).contains(&connector.cores) {
+                return Err((
+                    key("cores"),
+                    format!(
+                        "{} is outside 1..={}",
+                        connector.cores,
+                        gatehouse_channel::MAX_CORES
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connector entry named `name` (ASCII case ignored).
+    pub fn connector(&self, name: &str) -> Option<&ConnectorEntry> {
+        self.connectors
+            .iter()
+            .find(|connector| connector.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the gateway's own cores play the connector role: some pool
+    /// may be owned by `connector_name` (a pool naming no connector is
+    /// anyone's).
+    pub fn gateway_is_connector(&self) -> bool {
+        self.pools
+            .iter()
+            .any(|pool| pool.owned_by(&self.connector_name))
+    }
+}
+
+/// Most `[[server_to_client.connectors]]`.
+pub const MAX_CONNECTORS: usize = 64;
 
 /// Whether `name` may name a pool, an app or a connector: 1 to 64 of
 /// `[A-Za-z0-9._-]` (the policy's rule-name alphabet).

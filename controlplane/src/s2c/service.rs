@@ -59,6 +59,8 @@ pub enum ClientEvent {
 /// A flow the control plane allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FlowRecord {
+    /// The connector (lowercase) that relays it.
+    connector: String,
     user: String,
     app: String,
     server: SocketAddr,
@@ -82,6 +84,28 @@ pub enum ConnectorCommand {
     Unlisten(Vec<SocketAddr>),
     /// Close every flow relayed to this IIP (its user logged out).
     CloseFlows(Ipv4Addr),
+}
+
+/// A [`ConnectorCommand`] about the IIPs of one pool, and the connectors
+/// that own that pool (the only ones it goes to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorOrder {
+    /// What to do.
+    pub command: ConnectorCommand,
+    /// The pool's `connectors`; empty: every connector owns it.
+    pub owners: Arc<[String]>,
+}
+
+impl ConnectorOrder {
+    /// Whether the connector named `connector` owns the order's pool (see
+    /// [`PoolConfig::owned_by`]).
+    pub fn is_for(&self, connector: &str) -> bool {
+        self.owners.is_empty()
+            || self
+                .owners
+                .iter()
+                .any(|owner| owner.eq_ignore_ascii_case(connector))
+    }
 }
 
 /// Why a connect failed.
@@ -110,7 +134,7 @@ struct Inner {
     store: Store,
     table: Mutex<LeaseTable>,
     contexts: Mutex<HashMap<String, UserContext>>,
-    commands: broadcast::Sender<ConnectorCommand>,
+    commands: broadcast::Sender<ConnectorOrder>,
     clients: Mutex<HashMap<String, ClientSlot>>,
     flows: Mutex<HashMap<FlowId, FlowRecord>>,
     next_id: AtomicU64,
@@ -192,20 +216,58 @@ impl ServerToClient {
         !self.inner.table.lock().pools().is_empty()
     }
 
-    /// Receives every later [`ConnectorCommand`].
-    pub fn subscribe(&self) -> broadcast::Receiver<ConnectorCommand> {
+    /// Receives every later [`ConnectorOrder`]; a connector keeps those
+    /// [`ConnectorOrder::is_for`] it.
+    pub fn subscribe(&self) -> broadcast::Receiver<ConnectorOrder> {
         self.inner.commands.subscribe()
     }
 
     /// The addresses connectors should listen on now: every active IIP x
     /// every app port (for a connector that starts after the leases).
     pub fn listening(&self) -> Vec<SocketAddr> {
+        self.listening_where(|_| true)
+    }
+
+    /// [`ServerToClient::listening`] for the connector named `connector`:
+    /// the active IIPs of the pools it owns, x every app port. What a
+    /// connector that (re)links is told first.
+    pub fn listening_for(&self, connector: &str) -> Vec<SocketAddr> {
+        self.listening_where(|pool| pool.owned_by(connector))
+    }
+
+    fn listening_where(&self, owned: impl Fn(&PoolConfig) -> bool) -> Vec<SocketAddr> {
         let table = self.inner.table.lock();
         table
             .iter()
             .filter(|lease| lease.is_active())
+            .filter(|lease| table.pool(&lease.pool).is_some_and(&owned))
             .flat_map(|lease| self.addresses(lease.iip))
             .collect()
+    }
+
+    /// Sends `command` about the IIPs of the pool named `pool` in `table`
+    /// to the connectors that own it. A pool `table` does not know goes
+    /// to no one.
+    fn order(&self, table: &LeaseTable, pool: &str, command: ConnectorCommand) {
+        let Some(pool) = table.pool(pool) else {
+            return;
+        };
+        // No receiver yet (no connector) is fine: a connector that links
+        // is first told `listening_for` it.
+        let _ = self.inner.commands.send(ConnectorOrder {
+            command,
+            owners: pool.connectors.clone().into(),
+        });
+    }
+
+    /// Forgets the allowed flows of `connector` (its process is gone:
+    /// nothing will report them); returns how many there were.
+    pub fn close_connector_flows(&self, connector: &str) -> usize {
+        let connector = connector.to_ascii_lowercase();
+        let mut flows = self.inner.flows.lock();
+        let before = flows.len();
+        flows.retain(|_, record| record.connector != connector);
+        before - flows.len()
     }
 
     /// Leases an IIP to `user` at `now` (see [`LeaseTable::lease`]),
@@ -248,11 +310,13 @@ impl ServerToClient {
             .contexts
             .lock()
             .insert(lease.user.clone(), context);
-        // No receiver yet (no connector) is fine: `listening` covers it.
-        let _ = self
-            .inner
-            .commands
-            .send(ConnectorCommand::Listen(self.addresses(lease.iip)));
+        let table = self.inner.table.lock();
+        self.order(
+            &table,
+            &lease.pool,
+            ConnectorCommand::Listen(self.addresses(lease.iip)),
+        );
+        drop(table);
         Ok(leased)
     }
 
@@ -272,14 +336,15 @@ impl ServerToClient {
             return Ok(None);
         };
         self.inner.contexts.lock().remove(&lease.user);
-        let _ = self
-            .inner
-            .commands
-            .send(ConnectorCommand::Unlisten(self.addresses(lease.iip)));
-        let _ = self
-            .inner
-            .commands
-            .send(ConnectorCommand::CloseFlows(lease.iip));
+        {
+            let table = self.inner.table.lock();
+            self.order(
+                &table,
+                &lease.pool,
+                ConnectorCommand::Unlisten(self.addresses(lease.iip)),
+            );
+            self.order(&table, &lease.pool, ConnectorCommand::CloseFlows(lease.iip));
+        }
         tracing::info!(user = %lease.user, iip = %lease.iip, pool = %lease.pool, "s2c_released");
         leases::save(&self.inner.store, &lease).await?;
         Ok(Some(lease))
@@ -529,6 +594,7 @@ impl ServerToClient {
         self.inner.flows.lock().insert(
             flow,
             FlowRecord {
+                connector: connector.to_ascii_lowercase(),
                 user: allowed.user,
                 app: allowed.app,
                 server: request.server,
@@ -597,24 +663,26 @@ impl ServerToClient {
     /// Errors: the store failed deleting an ended lease (the new pools are
     /// in force; the row is dropped at the next start).
     pub async fn replace_pools(&self, pools: Vec<PoolConfig>) -> Result<(), StoreError> {
-        let dropped = {
+        let (dropped, before) = {
             let mut table = self.inner.table.lock();
             let mut next = LeaseTable::new(pools, table.stickiness());
             let dropped = next.restore(table.iter().cloned().collect());
-            *table = next;
-            dropped
+            (dropped, std::mem::replace(&mut *table, next))
         };
         for lease in &dropped {
             tracing::info!(iip = %lease.iip, pool = %lease.pool, user = %lease.user, "s2c_lease_dropped");
             if lease.is_active() {
-                let _ = self
-                    .inner
-                    .commands
-                    .send(ConnectorCommand::Unlisten(self.addresses(lease.iip)));
-                let _ = self
-                    .inner
-                    .commands
-                    .send(ConnectorCommand::CloseFlows(lease.iip));
+                // The owners of the pool the lease was in (it may be gone).
+                self.order(
+                    &before,
+                    &lease.pool,
+                    ConnectorCommand::Unlisten(self.addresses(lease.iip)),
+                );
+                self.order(
+                    &before,
+                    &lease.pool,
+                    ConnectorCommand::CloseFlows(lease.iip),
+                );
             }
         }
         for lease in &dropped {
@@ -647,32 +715,25 @@ impl ServerToClient {
             .copied()
             .filter(|port| !before.ports.contains(port))
             .collect();
-        let active: Vec<Ipv4Addr> = self
-            .inner
-            .table
-            .lock()
-            .iter()
-            .filter(|lease| lease.is_active())
-            .map(|lease| lease.iip)
-            .collect();
-        let at = |ports: &[u16]| -> Vec<SocketAddr> {
-            active
+        let at = |iip: Ipv4Addr, ports: &[u16]| -> Vec<SocketAddr> {
+            ports
                 .iter()
-                .flat_map(|iip| {
-                    ports
-                        .iter()
-                        .map(move |port| SocketAddr::from((*iip, *port)))
-                })
+                .map(|port| SocketAddr::from((iip, *port)))
                 .collect()
         };
-        if !gone.is_empty() && !active.is_empty() {
-            let _ = self
-                .inner
-                .commands
-                .send(ConnectorCommand::Unlisten(at(&gone)));
-        }
-        if !new.is_empty() && !active.is_empty() {
-            let _ = self.inner.commands.send(ConnectorCommand::Listen(at(&new)));
+        {
+            // One order per lease: its pool decides who gets it.
+            let table = self.inner.table.lock();
+            for lease in table.iter().filter(|lease| lease.is_active()) {
+                if !gone.is_empty() {
+                    let command = ConnectorCommand::Unlisten(at(lease.iip, &gone));
+                    self.order(&table, &lease.pool, command);
+                }
+                if !new.is_empty() {
+                    let command = ConnectorCommand::Listen(at(lease.iip, &new));
+                    self.order(&table, &lease.pool, command);
+                }
+            }
         }
         tracing::info!(
             apps = next.apps.len(),

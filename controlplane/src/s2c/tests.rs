@@ -431,17 +431,17 @@ async fn leases_survive_a_restart_and_stay_sticky() {
         "127.77.0.1:5901".parse().unwrap(),
     ];
     assert_eq!(
-        commands.recv().await.unwrap(),
+        commands.recv().await.unwrap().command,
         ConnectorCommand::Listen(listen.clone())
     );
     assert_eq!(s2c.listening(), listen);
     s2c.disconnect("alice", at(10)).await.unwrap().unwrap();
     assert_eq!(
-        commands.recv().await.unwrap(),
+        commands.recv().await.unwrap().command,
         ConnectorCommand::Unlisten(listen)
     );
     assert_eq!(
-        commands.recv().await.unwrap(),
+        commands.recv().await.unwrap().command,
         ConnectorCommand::CloseFlows(ip("127.77.0.1"))
     );
     s2c.connect("bob", UserContext::default(), at(20))
@@ -622,11 +622,11 @@ async fn replaced_apps_decide_the_next_flow_and_move_the_listeners_of_active_lea
     s2c.replace_apps(ssh.apps.clone());
     assert_eq!(s2c.apps(), ssh.apps);
     assert_eq!(
-        commands.recv().await.unwrap(),
+        commands.recv().await.unwrap().command,
         ConnectorCommand::Unlisten(vec!["127.77.0.1:5900".parse().unwrap()])
     );
     assert_eq!(
-        commands.recv().await.unwrap(),
+        commands.recv().await.unwrap().command,
         ConnectorCommand::Listen(vec!["127.77.0.1:22".parse().unwrap()])
     );
     let mut listening = s2c.listening();
@@ -675,14 +675,14 @@ async fn replaced_pools_keep_the_leases_they_still_hold_and_end_the_others() {
     pools[0].cidr = "127.77.0.0/31".parse().unwrap();
     s2c.replace_pools(pools).await.unwrap();
     assert_eq!(
-        commands.recv().await.unwrap(),
+        commands.recv().await.unwrap().command,
         ConnectorCommand::Unlisten(vec![
             "127.77.0.2:5900".parse().unwrap(),
             "127.77.0.2:5901".parse().unwrap()
         ])
     );
     assert_eq!(
-        commands.recv().await.unwrap(),
+        commands.recv().await.unwrap().command,
         ConnectorCommand::CloseFlows(ip("127.77.0.2"))
     );
     let leases = s2c.leases();
@@ -691,5 +691,79 @@ async fn replaced_pools_keep_the_leases_they_still_hold_and_end_the_others() {
     drop(s2c);
     let s2c = service(&dir).await;
     assert!(s2c.lease_of("bob").is_none(), "gone from the store");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn connectors_need_valid_unique_names_and_segments_other_than_the_gateways() {
+    let ok = section(
+        "[[connectors]]\nname = \"east\"\nshm = \"gh-east\"\n[[connectors]]\nname = \"west\"\nshm = \"/run/gh/west\"\ncores = 2\n",
+    );
+    assert_eq!(ok.validate(), Ok(()));
+    assert_eq!(ok.connectors[0].cores, 1, "one core by default");
+    assert_eq!(ok.connector("WEST").map(|c| c.cores), Some(2));
+    let refused = |entries: &str| {
+        let text = format!("[[connectors]]\nname = \"east\"\nshm = \"gh-east\"\n{entries}");
+        section(&text).validate().unwrap_err()
+    };
+    let (key, message) = refused("[[connectors]]\nname = \"East\"\nshm = \"gh-2\"\n");
+    assert_eq!(key, "server_to_client.connectors[1].name");
+    assert!(message.contains("duplicate"), "{message}");
+    let (key, message) = refused("[[connectors]]\nname = \"w\"\nshm = \"/dev/shm/gh-east\"\n");
+    assert_eq!(key, "server_to_client.connectors[1].shm");
+    assert!(message.contains("another connector"), "{message}");
+    let (key, _) = refused("[[connectors]]\nname = \"gateway\"\nshm = \"gh-2\"\n");
+    assert_eq!(key, "server_to_client.connectors[1].name");
+    let (key, _) = refused("[[connectors]]\nname = \"a b\"\nshm = \"gh-2\"\n");
+    assert_eq!(key, "server_to_client.connectors[1].name");
+    let (key, _) = refused("[[connectors]]\nname = \"w\"\nshm = \"a b\"\n");
+    assert_eq!(key, "server_to_client.connectors[1].shm");
+    let (key, _) = refused("[[connectors]]\nname = \"w\"\nshm = \"gh-2\"\ncores = 0\n");
+    assert_eq!(key, "server_to_client.connectors[1].cores");
+    let unknown: Result<ServerToClientSection, _> =
+        toml::from_str("[[connectors]]\nname = \"w\"\nshm = \"x\"\nsite = \"y\"\n");
+    assert!(unknown.is_err(), "unknown keys are refused");
+}
+
+#[test]
+fn the_gateway_plays_the_connector_only_for_pools_it_may_own() {
+    let mut section = section(SERVICE);
+    section.pools[0].connectors = vec!["east".into()];
+    assert!(!section.gateway_is_connector(), "east's pool only");
+    section.pools[0].connectors = vec!["east".into(), "Gateway".into()];
+    assert!(section.gateway_is_connector());
+    section.pools[0].connectors.clear();
+    assert!(
+        section.gateway_is_connector(),
+        "a pool naming nobody is anyone's"
+    );
+    section.pools.clear();
+    assert!(!section.gateway_is_connector());
+}
+
+#[test]
+fn an_order_goes_to_the_connectors_that_own_its_pool() {
+    let order = |owners: &[&str]| service::ConnectorOrder {
+        command: ConnectorCommand::CloseFlows(ip("127.77.0.1")),
+        owners: owners.iter().map(|o| (*o).to_owned()).collect(),
+    };
+    assert!(order(&[]).is_for("anyone"));
+    assert!(order(&["east", "west"]).is_for("WEST"));
+    assert!(!order(&["east"]).is_for("west"));
+}
+
+#[tokio::test]
+async fn the_listen_set_of_a_connector_holds_only_its_pools_leases() {
+    let dir = temp_dir("listening-for");
+    let s2c = service(&dir).await;
+    let mut pools = s2c.pools();
+    pools[0].connectors = vec!["east".into()];
+    s2c.replace_pools(pools).await.unwrap();
+    s2c.connect("alice", UserContext::default(), at(0))
+        .await
+        .unwrap();
+    assert_eq!(s2c.listening_for("east").len(), 2);
+    assert_eq!(s2c.listening_for("EAST"), s2c.listening());
+    assert!(s2c.listening_for("west").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
