@@ -3,8 +3,10 @@
 //! (`--register`); the seed's PowerShell sequence (capabilities ->
 //! validate -> app data -> address), then `RequestTicket`, is posted as
 //! raw XML over a std `TcpStream`; the address is the least busy worker,
-//! and the ticket opens a SOCKS5 launch through the gateway to it. A wrong
-//! password gets `failed-credentials`; a stopped worker unregisters.
+//! `RequestTicket` answers a single-use CTXS1 logon ticket that worker
+//! redeems once, and an STA ticket for the address opens a SOCKS5 launch
+//! through the gateway to it. A wrong password gets `failed-credentials`;
+//! a stopped worker unregisters.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -227,13 +229,47 @@ fn the_seeds_xml_sequence_reaches_the_least_busy_registered_worker_through_the_g
             "<RequestTicket>{creds}<TicketType>CtxLogon</TicketType><TicketTag>{tag}</TicketTag></RequestTicket>"
         ),
     );
-    let ticket = element(&ticket, "Ticket");
-    assert!(ticket.starts_with(";40;STA01;"), "{ticket}");
+    // The logon ticket (CTXS1) for the chosen worker; the tag is spent.
+    assert_eq!(element(&ticket, "TicketType"), "CtxLogon", "{ticket}");
+    let logon = element(&ticket, "Ticket").to_owned();
+    assert!(
+        logon.len() == 32
+            && logon
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()),
+        "{ticket}"
+    );
+    let again = xml(
+        admin,
+        &format!(
+            "<RequestTicket>{creds}<TicketType>CtxLogon</TicketType><TicketTag>{tag}</TicketTag></RequestTicket>"
+        ),
+    );
+    assert_eq!(
+        element(&again, "ErrorId"),
+        "no-server",
+        "a tag buys one ticket: {again}"
+    );
 
+    // The store's part: the STA ticket for the address, then the launch
+    // through the gateway.
+    let sta_ticket = gatehouse_tests::sta::issue(admin, idle.ica);
     let mut stream = socks::connect_tls(gatehouse.gateway(), &gatehouse.tls_client());
-    assert_eq!(socks::launch(&mut stream, ticket), REPLY_SUCCEEDED);
+    assert_eq!(socks::launch(&mut stream, &sta_ticket), REPLY_SUCCEEDED);
     socks::expect_detect_and_echo(&mut stream, b"brokered");
     drop(stream);
+
+    // The worker learns who logs on from the logon ticket, once; another
+    // worker presenting it learns nothing.
+    let redeem = |worker: &str| {
+        let body = format!(r#"{{"version":1,"worker":"{worker}","ticket":"{logon}"}}"#);
+        http(admin, "POST", "/broker/v1/logon", &body)
+    };
+    let (status, grant) = redeem("w-idle");
+    assert_eq!(status, 200, "{grant}");
+    let grant: serde_json::Value = serde_json::from_str(&grant).unwrap();
+    assert_eq!(grant["user"], "alice", "{grant}");
+    assert_eq!(redeem("w-idle").0, 404, "a logon ticket is single-use");
 
     let Worker { mut process, .. } = idle;
     assert_eq!(process.stop().code(), Some(0));

@@ -217,11 +217,8 @@ async fn respond(broker: &Broker, request: Request) -> Result<Response, ErrorId>
             credentials, tag, ..
         } => {
             let who = who(broker, credentials, None).await?;
-            let issued = broker.ticket(&tag, &who)?;
             Response::Ticket {
-                ticket: issued.ticket.to_text(),
-                version: issued.ticket.version.as_str().to_owned(),
-                authority: issued.ticket.sta_id.as_str().to_owned(),
+                ticket: broker.logon_for_tag(&tag, &who)?,
             }
         }
         Request::ReconnectSessionData {

@@ -792,12 +792,16 @@ impl Broker {
         }
     }
 
-    /// Issues an STA ticket for the worker `tag` names, if `tag` is valid
-    /// for `who`; the tag is spent.
+    /// The logon ticket (CTXS1, see [`Broker::logon_ticket`]) for the
+    /// worker `tag` names, if `tag` is valid for `who`: what the XML
+    /// broker's `RequestTicket` (`TicketType` `CtxLogon`) answers. The tag
+    /// is spent. The caller gets the STA ticket for the worker's address
+    /// from the STA (`/scripts/ctxsta.dll`), as a store does.
     ///
     /// Errors: [`ErrorId::NoServer`] (unknown, spent, expired or another
-    /// user's tag) and [`ErrorId::ServiceUnavailable`] (the STA refused).
-    pub fn ticket(&self, tag: &str, who: &Who) -> Result<crate::sta::Issued, ErrorId> {
+    /// user's tag) and [`ErrorId::ServiceUnavailable`] (too many logon
+    /// tickets outstanding).
+    pub fn logon_for_tag(&self, tag: &str, who: &Who) -> Result<String, ErrorId> {
         let user = who.user.as_str();
         let chosen = {
             let mut state = self.inner.state.lock();
@@ -815,10 +819,11 @@ impl Broker {
                 None => return Err(ErrorId::NoServer),
             }
         };
-        self.issue(&chosen, who).map_err(|error| {
-            tracing::warn!(error = %error, "broker_ticket_failed");
-            ErrorId::ServiceUnavailable
-        })
+        let ticket = self
+            .logon_ticket(&chosen, who)
+            .ok_or(ErrorId::ServiceUnavailable)?;
+        tracing::info!(worker = %chosen.worker, user = %who.user, "broker_logon_ticket_issued");
+        Ok(ticket)
     }
 
     /// Issues a single-use STA ticket for `chosen`, for `who`.

@@ -17,8 +17,10 @@
 //! - an error is `<ErrorId>` inside the answer element of the request
 //!   (`ResponseAppData` for `RequestAppData`, ...), or inside
 //!   `ResponseProtocolError` when the request element is unknown or absent;
-//! - `RequestTicket` answers the STA ticket (`;40;STA_ID;TICKET`) in
-//!   `Ticket`, with `TicketVersion` and `AuthorityID` beside it;
+//! - `RequestTicket` answers the ICA logon ticket (`LogonTicket=` of the
+//!   `.ica` file, type CTXS1) for the worker the `TicketTag` names, in
+//!   `Ticket` with `TicketType` `CtxLogon`; the STA ticket for the
+//!   worker's address comes from the STA, as for any store;
 //! - `RequestReconnectSessionData` answers `SessionData` elements (one per
 //!   session the broker launched for the user: `AppName`, `ServerName`,
 //!   `ServerAddress`).
@@ -229,7 +231,7 @@ pub enum Request {
         /// `ServerAddress addresstype` (`dns-port`, `dot`, ...), if given.
         address_type: Option<String>,
     },
-    /// `RequestTicket`: an STA ticket for the worker an earlier
+    /// `RequestTicket`: a logon ticket for the worker an earlier
     /// `RequestAddress` chose.
     Ticket {
         /// The user's credentials.
@@ -454,12 +456,8 @@ pub enum Response {
     },
     /// `ResponseTicket`.
     Ticket {
-        /// `;VER;STA_ID;TICKET`.
+        /// The logon ticket (32 uppercase hex digits, CTXS1).
         ticket: String,
-        /// `TicketVersion`.
-        version: String,
-        /// `AuthorityID`.
-        authority: String,
     },
     /// `ResponseReconnectSessionData`.
     ReconnectSessionData(Vec<SessionEntry>),
@@ -539,15 +537,10 @@ impl Response {
                 leaf(&mut out, "TicketTag", tag);
                 out.push_str("</ResponseAddress>");
             }
-            Self::Ticket {
-                ticket,
-                version,
-                authority,
-            } => {
+            Self::Ticket { ticket } => {
                 out.push_str("<ResponseTicket>");
                 leaf(&mut out, "Ticket", ticket);
-                leaf(&mut out, "TicketVersion", version);
-                leaf(&mut out, "AuthorityID", authority);
+                leaf(&mut out, "TicketType", "CtxLogon");
                 out.push_str("</ResponseTicket>");
             }
             Self::ReconnectSessionData(sessions) => {

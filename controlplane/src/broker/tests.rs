@@ -231,3 +231,27 @@ async fn an_administrator_undoes_a_first_use_assignment_in_the_store_and_the_run
     assert_eq!(stored().await, 0, "gone from the store too");
     assert!(!broker.unassign(&w1, "bob").await.unwrap());
 }
+
+#[tokio::test]
+async fn a_ticket_tag_buys_one_logon_ticket_for_its_own_user() {
+    let (broker, _dir) = broker(POLICY).await;
+    let bob = who("bob", &["staff"], None);
+    let carol = who("carol", &["staff"], None);
+    let chosen = broker.launch(&bob, "Pool").await.unwrap();
+    let tag = broker.tag(&chosen, &bob.user);
+    // Another user's tag buys nothing and stays valid for its owner.
+    assert_eq!(broker.logon_for_tag(&tag, &carol), Err(ErrorId::NoServer));
+    let ticket = broker.logon_for_tag(&tag, &bob).unwrap();
+    assert_eq!(
+        broker.logon_for_tag(&tag, &bob),
+        Err(ErrorId::NoServer),
+        "a tag is spent"
+    );
+    assert_eq!(
+        broker.redeem_logon(&chosen.worker, &ticket),
+        Some(LogonGrant {
+            user: "bob".into(),
+            resource: "Pool".into(),
+        })
+    );
+}

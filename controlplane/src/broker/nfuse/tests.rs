@@ -193,6 +193,14 @@ fn answers_encode_as_the_protocol_says() {
     }])
     .encode("5.1");
     assert!(apps.contains("<AppData><InName>Pool</InName><FName>Pool &lt;Desktop&gt;</FName><Details><Settings appisdesktop=\"true\"></Settings></Details>"), "{apps}");
+    let ticket = Response::Ticket {
+        ticket: "0123456789ABCDEF0123456789ABCDEF".to_owned(),
+    }
+    .encode("5.1");
+    assert!(
+        ticket.contains("<ResponseTicket><Ticket>0123456789ABCDEF0123456789ABCDEF</Ticket><TicketType>CtxLogon</TicketType></ResponseTicket>"),
+        "{ticket}"
+    );
     let error = Response::Error {
         kind: None,
         id: ErrorId::Unspecified,
