@@ -2,7 +2,7 @@
 //! a real store and local user directory, served on a loopback listener,
 //! driven with raw HTTP. The seed's PowerShell sequence (capabilities ->
 //! validate -> app data -> address) is replayed as raw XML, then the
-//! ticket; assignments survive a broker restart; a powered-off desktop is
+//! logon ticket, which the chosen worker redeems once; assignments survive a broker restart; a powered-off desktop is
 //! powered on through a command hook and launched once it registers.
 #![allow(
     clippy::unwrap_used,
@@ -25,7 +25,6 @@ use gatehouse::broker::{Broker, BrokerTimings, LocalDirectory, ctx1, http};
 use gatehouse::sta::http::{SharedSta, os_fill};
 use gatehouse::sta::{Sta, StaLimits};
 use gatehouse::store::Store;
-use gatehouse_wire::ticket::StaTicket;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -121,7 +120,6 @@ users = ["root"]
 
 struct Fixture {
     addr: SocketAddr,
-    sta: SharedSta,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -165,7 +163,7 @@ impl Fixture {
         let broker = Broker::new(
             catalog(dir, hook_url),
             timings,
-            sta.clone(),
+            sta,
             Arc::new(LocalDirectory(users)),
             Some(store),
         )
@@ -179,7 +177,6 @@ impl Fixture {
         }));
         Self {
             addr,
-            sta,
             stop: Some(stop),
             server,
         }
@@ -328,15 +325,17 @@ async fn the_seeds_request_sequence_replayed_as_raw_xml_reaches_the_least_busy_w
             "<RequestTicket>{creds}<TicketType>CtxLogon</TicketType><TicketTag>{tag}</TicketTag><TimetoLive>200</TimetoLive></RequestTicket>"
         ))
         .await;
-    let text = element(&ticket, "Ticket");
-    assert!(text.starts_with(";40;STA01;"), "{ticket}");
-    let parsed = StaTicket::decode(text.as_bytes()).unwrap();
-    let redeemed = fixture.sta.lock().redeem(&parsed, Instant::now()).unwrap();
-    assert_eq!(redeemed.data.ica_address.to_string(), "127.0.0.1:20002");
-    assert_eq!(
-        redeemed.data.cgp_target().unwrap().to_string(),
-        "127.0.0.1:2598"
-    );
+    // The logon ticket (CTXS1) for p2, which p2 redeems once to learn who
+    // logs on.
+    assert_eq!(element(&ticket, "TicketType"), "CtxLogon", "{ticket}");
+    let logon = element(&ticket, "Ticket").to_owned();
+    assert_eq!(logon.len(), 32, "{ticket}");
+    let body = format!(r#"{{"version":1,"worker":"p2","ticket":"{logon}"}}"#);
+    let (status, grant) = post(fixture.addr, "/broker/v1/logon", "application/json", &body).await;
+    assert_eq!(status, 200, "{grant}");
+    assert!(grant.contains(r#""user":"alice""#), "{grant}");
+    let (status, _) = post(fixture.addr, "/broker/v1/logon", "application/json", &body).await;
+    assert_eq!(status, 404, "single use");
 
     // The tag is spent by the ticket it bought.
     let again = fixture
