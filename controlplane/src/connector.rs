@@ -291,4 +291,4 @@ impl PeerKeeper for ConnectorKeeper {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

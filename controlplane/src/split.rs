@@ -21,6 +21,14 @@
 //!   table is closed, logged once (`data_plane_gone`, `sessions_closed`).
 //!   A data plane that is only silent keeps its sessions.
 //!
+//! When the data plane's cores also play the connector role
+//! (`server_to_client.connector_name` may own a pool), the [`Reconciler`]
+//! publishes which data plane is linked ([`Reconciler::link_state`]) and
+//! the port tasks serve that connector role by it
+//! ([`crate::redeem::ConnectorRole`]): no orders while no data plane is
+//! linked, and the whole listen set again on every link, so a restarted
+//! data plane listens on the IIPs leased before it came.
+//!
 //! The data plane ([`run_data_plane`]) is the engine on the data side of
 //! the segment, plus a supervisor thread that beats every
 //! [`SUPERVISE_PERIOD`], watches the control plane and keeps the cores'
@@ -54,12 +62,14 @@ use gatehouse_channel::{
 use gatehouse_engine::ControlPlaneGate;
 use parking_lot::Mutex;
 use rustix::event::{PollFd, PollFlags, Timespec};
+use tokio::sync::watch;
 
 use crate::appliance::{
     self, ControlPlane, RunError, Signals, create_data_dir, drain, geometry, log_stopped,
     prepare_data_dir, resolve_cores,
 };
 use crate::config::Config;
+use crate::redeem::{ConnectorRole, LinkState};
 use crate::sessions::SessionTable;
 
 /// How often the data plane's supervisor beats and looks at the control
@@ -171,9 +181,17 @@ async fn serve_control(
     let cores = resolve_cores(config.engine.cores);
     let side = Arc::new(ControlSide::open_named(&shm, geometry(cores)?)?);
     let listener = side.listen()?;
-    let service = control.redeem_service(side.generation());
-    control.spawn_all(service.spawn_all(side.take_ports()?));
     let reconciler = Arc::new(Reconciler::new(control.sessions().clone()));
+    let mut service = control.redeem_service(side.generation());
+    if config.server_to_client.gateway_is_connector() {
+        // The data plane's cores are the gateway's connector: orders only
+        // while one is linked, the listen set again on each link.
+        service = service.for_connector(ConnectorRole {
+            name: Arc::from(config.server_to_client.connector_name.as_str()),
+            link: Some(reconciler.link_state()),
+        });
+    }
+    control.spawn_all(service.spawn_all(side.take_ports()?));
     control.spawn_all([
         tokio::spawn(accept_links(listener, side.clone(), reconciler.clone())),
         tokio::spawn(watch_peer(side.clone(), reconciler, DATA_SILENCE)),
@@ -251,10 +269,13 @@ async fn serve_data(
 /// Keeps the session table true to the data plane that reports into it:
 /// remembers whose sessions the table holds and closes them all when that
 /// data plane is replaced or gone. Shared by the link and watch tasks.
+/// Also publishes which data plane is linked ([`Reconciler::link_state`]).
 #[derive(Debug)]
 pub struct Reconciler {
     sessions: Arc<SessionTable>,
     holder: Mutex<Option<Generation>>,
+    /// The generation of the data plane linked now.
+    link: watch::Sender<Option<Generation>>,
 }
 
 /// What [`Reconciler::hand_over`] did.
@@ -267,12 +288,35 @@ pub struct Handover {
 }
 
 impl Reconciler {
-    /// A reconciler of `sessions`, holding nobody's sessions yet.
+    /// A reconciler of `sessions`, holding nobody's sessions yet, with no
+    /// data plane linked.
     pub fn new(sessions: Arc<SessionTable>) -> Self {
         Self {
             sessions,
             holder: Mutex::new(None),
+            link: watch::channel(None).0,
         }
+    }
+
+    /// Which data plane is linked, and when that changes: `Some(generation)`
+    /// from its link ([`PeerKeeper::linked`]) until it is replaced or gone,
+    /// `None` otherwise. What the port tasks serving the data plane's
+    /// connector role read ([`ConnectorRole::link`]).
+    pub fn link_state(&self) -> LinkState {
+        self.link.subscribe()
+    }
+
+    /// Publishes that no data plane is linked, unless `keep` is the one
+    /// linked now (receivers wake only on a change).
+    fn unlink(&self, keep: Option<Generation>) {
+        self.link.send_if_modified(|linked| {
+            if linked.is_some() && *linked != keep {
+                *linked = None;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// From now on the table holds the sessions of data plane `to` (`None`:
@@ -339,12 +383,16 @@ pub(crate) trait PeerKeeper: Send + Sync + 'static {
 
 impl PeerKeeper for Reconciler {
     fn replaced_by(&self, generation: Generation) {
+        self.unlink(Some(generation));
         if let Some(handover) = self.hand_over(Some(generation)) {
             log_handover(handover, "replaced");
         }
     }
 
     fn linked(&self, linked: &gatehouse_channel::Linked) {
+        // The port tasks replay the listen set for this link (if the data
+        // plane plays the connector role).
+        self.link.send_replace(Some(linked.peer_generation));
         tracing::info!(
             generation = linked.peer_generation.0,
             pid = linked.peer_pid,
@@ -365,6 +413,7 @@ impl PeerKeeper for Reconciler {
     }
 
     fn gone(&self, reason: &'static str) {
+        self.unlink(None);
         match self.hand_over(None) {
             Some(handover) => log_handover(handover, reason),
             None => {

@@ -20,6 +20,9 @@
 //! - [`curl::Browser`] is the real `curl` with a cookie jar of its own.
 //! - [`socks`] is a SOCKSv5 client over TLS (rustls, trusting only the
 //!   certificate the gateway generated) or plain TCP.
+//! - [`access::AccessClient`] runs the real `access-client` (the user's
+//!   side of server-to-client access); [`access`] also plays the back-end
+//!   servers that connect to its IIP.
 //!
 //! **The binaries.** The tests need `gatehouse` (package `gatehouse`) and
 //! `vda-sim` (package `gatehouse-vda-sim`) built with the profile of the
@@ -44,6 +47,7 @@
     reason = "test harness: a panic is a failed test, with its message"
 )]
 
+pub mod access;
 pub mod bins;
 pub mod curl;
 pub mod gatehouse;

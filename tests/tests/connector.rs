@@ -16,19 +16,17 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use gatehouse_tests::TIMEOUT;
+use gatehouse_tests::access::{AccessClient, connect_from, echo_service, exchange, refused_soon};
 use gatehouse_tests::bins;
 use gatehouse_tests::gatehouse::{Event, Gatehouse, count};
 use gatehouse_tests::process::Process;
 use rustix::process::Signal;
-use socket2::{Domain, Socket, Type};
 
 const PASSWORD: &str = "correct horse battery";
 /// The app port the servers connect to (on an IIP).
@@ -135,111 +133,22 @@ impl Connector {
     }
 }
 
-/// A running `access-client`, stopped by PID when dropped.
-struct AccessClient {
-    process: Process,
+/// `user`'s access client on `gatehouse`, forwarding the vnc port to
+/// `forward`.
+fn access_client(gatehouse: &Gatehouse, user: &str, forward: SocketAddr) -> AccessClient {
+    AccessClient::start(
+        gatehouse.gateway(),
+        &gatehouse.certificate(),
+        user,
+        PASSWORD,
+        Some((VNC, forward)),
+        None,
+    )
 }
 
-impl AccessClient {
-    fn start(gatehouse: &Gatehouse, user: &str, forward: SocketAddr) -> Self {
-        let mut child = Command::new(bins::access_client())
-            .args(["--gateway", &gatehouse.gateway().to_string()])
-            .arg("--ca")
-            .arg(gatehouse.certificate())
-            .args(["--server-name", "localhost", "--user", user])
-            .args(["--forward", &format!("{VNC}={forward}")])
-            .env("ACCESS_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("access-client starts");
-        let stdout = child.stdout.take().unwrap();
-        Self {
-            process: Process::new(&format!("access-client {user}"), child, stdout),
-        }
-    }
-
-    /// Waits for the lease and the control connection; the IIP.
-    fn connected(&mut self) -> String {
-        let line = self
-            .process
-            .wait_for("iip= line", |l| l.starts_with("iip="));
-        let iip = line.text["iip=".len()..]
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_owned();
-        let control = format!("control iip={iip}");
-        self.process.wait_for(&control, |l| l.starts_with(&control));
-        iip
-    }
-}
-
-/// An echo service on the client side, on 127.0.0.1.
-fn echo_service() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().take(16) {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut buf = [0; 16 * 1024];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A back-end server's connection from 127.0.9.5 to `iip:VNC`, retried
-/// (bounded) while nothing listens yet.
+/// A back-end server's connection from 127.0.9.5 to `iip:VNC`.
 fn connect_backend(iip: &str) -> TcpStream {
-    let target: SocketAddr = format!("{iip}:{VNC}").parse().unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        let local: SocketAddr = "127.0.9.5:0".parse().unwrap();
-        socket.bind(&local.into()).unwrap();
-        match socket.connect_timeout(&target.into(), Duration::from_secs(2)) {
-            Ok(()) => {
-                let stream: TcpStream = socket.into();
-                stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-                return stream;
-            }
-            Err(error) if Instant::now() < deadline => {
-                assert_eq!(error.kind(), ErrorKind::ConnectionRefused, "{error}");
-                thread::sleep(Duration::from_millis(50));
-            }
-            Err(error) => panic!("-> {target}: {error}"),
-        }
-    }
-}
-
-/// Whether nothing listens on `iip:VNC` (bounded wait for it to stop).
-fn refused_soon(iip: &str) -> bool {
-    let target: SocketAddr = format!("{iip}:{VNC}").parse().unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
-            Err(error) if error.kind() == ErrorKind::ConnectionRefused => return true,
-            _ => thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    false
-}
-
-/// Sends `message` and reads the echo.
-fn exchange(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
-    stream.write_all(message).unwrap();
-    let mut echoed = vec![0; message.len()];
-    stream.read_exact(&mut echoed).unwrap();
-    echoed
+    connect_from("127.0.9.5", iip, VNC)
 }
 
 #[test]
@@ -264,7 +173,7 @@ fn a_connector_process_carries_its_pools_flows_and_a_restarted_one_takes_over() 
 
     // alice's IIP (east's pool) is bound in the connector process.
     let service = echo_service();
-    let mut alice = AccessClient::start(&gatehouse, "alice", service);
+    let mut alice = access_client(&gatehouse, "alice", service);
     let iip = alice.connected();
     assert!(iip.starts_with("127.77.20."), "{iip}");
     let bound = format!("{iip}:{VNC}");
@@ -281,10 +190,10 @@ fn a_connector_process_carries_its_pools_flows_and_a_restarted_one_takes_over() 
 
     // bob's IIP (west's pool) is bound by nobody: not by east, not by the
     // gateway's own cores.
-    let mut bob = AccessClient::start(&gatehouse, "bob", service);
+    let mut bob = access_client(&gatehouse, "bob", service);
     let bob_iip = bob.connected();
     assert!(bob_iip.starts_with("127.77.21."), "{bob_iip}");
-    assert!(refused_soon(&bob_iip), "{bob_iip}:{VNC} accepts");
+    assert!(refused_soon(&bob_iip, VNC), "{bob_iip}:{VNC} accepts");
 
     // kill -9: the control plane lets the connector go with its flow; the
     // port refuses (the gateway's cores never bound it).
@@ -297,7 +206,7 @@ fn a_connector_process_carries_its_pools_flows_and_a_restarted_one_takes_over() 
         gone.json
     );
     assert!(
-        refused_soon(&iip),
+        refused_soon(&iip, VNC),
         "{bound} accepts with its connector dead"
     );
     let mut buf = [0; 16];

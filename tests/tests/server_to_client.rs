@@ -15,17 +15,16 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use gatehouse_tests::TIMEOUT;
-use gatehouse_tests::bins;
+use gatehouse_tests::access::{
+    AccessClient, assert_refused, connect_from, echo_service, exchange, refused_soon,
+};
 use gatehouse_tests::gatehouse::{Gatehouse, count};
-use gatehouse_tests::process::Process;
-use socket2::{Domain, Socket, Type};
 
 const PASSWORD: &str = "correct horse battery";
 /// The app port the servers connect to (on an IIP, so no clash with
@@ -74,53 +73,17 @@ fn add_user(gatehouse: &Gatehouse, name: &str) {
     assert_eq!(code, Some(0), "gatehouse user add {name}");
 }
 
-/// A running `access-client`, stopped by PID when dropped.
-struct AccessClient {
-    process: Process,
-}
-
-impl AccessClient {
-    fn start(gatehouse: &Gatehouse, user: &str, forward: Option<SocketAddr>) -> Self {
-        let mut command = Command::new(bins::access_client());
-        command
-            .args(["--gateway", &gatehouse.gateway().to_string()])
-            .arg("--ca")
-            .arg(gatehouse.certificate())
-            .args(["--server-name", "localhost", "--user", user])
-            .args(["--fqdn", &format!("{user}-pc.corp.example")])
-            .env("ACCESS_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(service) = forward {
-            command.args(["--forward", &format!("{VNC}={service}")]);
-        }
-        let mut child = command.spawn().expect("access-client starts");
-        let stdout = child.stdout.take().unwrap();
-        Self {
-            process: Process::new(&format!("access-client {user}"), child, stdout),
-        }
-    }
-
-    /// Waits for the lease line; the IIP and whether it was sticky.
-    fn leased(&mut self) -> (String, bool) {
-        let line = self
-            .process
-            .wait_for("iip= line", |l| l.starts_with("iip="));
-        let iip = line.text["iip=".len()..]
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_owned();
-        (iip, line.text.ends_with("sticky=true"))
-    }
-
-    fn wait_for(&mut self, prefix: &str) -> String {
-        self.process
-            .wait_for(prefix, |line| line.starts_with(prefix))
-            .text
-    }
+/// `user`'s access client on `gatehouse`, registering `USER-pc.corp.example`
+/// and forwarding the vnc port to `forward`.
+fn access_client(gatehouse: &Gatehouse, user: &str, forward: Option<SocketAddr>) -> AccessClient {
+    AccessClient::start(
+        gatehouse.gateway(),
+        &gatehouse.certificate(),
+        user,
+        PASSWORD,
+        forward.map(|service| (VNC, service)),
+        Some(&format!("{user}-pc.corp.example")),
+    )
 }
 
 /// The DNS responder's address, from its `s2c_dns_listening` event.
@@ -157,94 +120,13 @@ fn resolve(dns: SocketAddr, name: &str) -> (u8, Option<[u8; 4]>) {
     (reply[3] & 0x0f, address)
 }
 
-/// An echo service on the client side, on 127.0.0.1.
-fn echo_service() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().take(64) {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut buf = [0; 16 * 1024];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A back-end server's connection from `server_ip` to `iip:port`, retried
-/// (bounded) while nothing listens yet.
-fn connect_from(server_ip: &str, iip: &str, port: u16) -> TcpStream {
-    let target: SocketAddr = format!("{iip}:{port}").parse().unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        let local: SocketAddr = format!("{server_ip}:0").parse().unwrap();
-        socket.bind(&local.into()).unwrap();
-        match socket.connect_timeout(&target.into(), Duration::from_secs(2)) {
-            Ok(()) => {
-                let stream: TcpStream = socket.into();
-                stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-                return stream;
-            }
-            Err(error) if Instant::now() < deadline => {
-                assert_eq!(error.kind(), ErrorKind::ConnectionRefused, "{error}");
-                thread::sleep(Duration::from_millis(50));
-            }
-            Err(error) => panic!("{server_ip} -> {target}: {error}"),
-        }
-    }
-}
-
-/// Whether nothing listens on `iip:port` any more (bounded wait).
-fn refused_soon(iip: &str, port: u16) -> bool {
-    let target: SocketAddr = format!("{iip}:{port}").parse().unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
-            Err(error) if error.kind() == ErrorKind::ConnectionRefused => return true,
-            _ => thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    false
-}
-
-/// Sends `message` and reads the echo.
-fn exchange(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
-    stream.write_all(message).unwrap();
-    let mut echoed = vec![0; message.len()];
-    stream.read_exact(&mut echoed).unwrap();
-    echoed
-}
-
-/// The connection ends without data (reset, or closed).
-fn assert_refused(stream: &mut TcpStream) {
-    let mut buf = [0; 16];
-    match stream.read(&mut buf) {
-        Ok(0) => {}
-        Ok(n) => panic!("a refused flow delivered {n} bytes"),
-        Err(error) => assert!(
-            matches!(
-                error.kind(),
-                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-            ),
-            "{error}"
-        ),
-    }
-}
-
 #[test]
 fn allowed_servers_reach_the_client_and_others_are_refused_and_logged() {
     let mut gatehouse = Gatehouse::start(&config("127.77.1.0/29", 15));
     add_user(&gatehouse, "alice");
     add_user(&gatehouse, "mallory");
     let service = echo_service();
-    let mut alice = AccessClient::start(&gatehouse, "alice", Some(service));
+    let mut alice = access_client(&gatehouse, "alice", Some(service));
     let (iip, sticky) = alice.leased();
     assert_eq!(iip, "127.77.1.1");
     assert!(!sticky);
@@ -281,7 +163,7 @@ fn allowed_servers_reach_the_client_and_others_are_refused_and_logged() {
     gatehouse.wait_for_event("s2c_flow_denied", &[("reason", "port_not_in_app")]);
 
     // A user the policy denies.
-    let mut mallory = AccessClient::start(&gatehouse, "mallory", None);
+    let mut mallory = access_client(&gatehouse, "mallory", None);
     let (mallory_iip, _) = mallory.leased();
     mallory.wait_for("control iip=");
     assert_eq!(mallory_iip, "127.77.1.2");
@@ -297,7 +179,7 @@ fn allowed_servers_reach_the_client_and_others_are_refused_and_logged() {
     );
 
     // Logout: the IIP is released, its listeners go, its flows close.
-    alice.process.signal(rustix::process::Signal::TERM);
+    alice.signal(rustix::process::Signal::TERM);
     alice.wait_for("released");
     gatehouse.wait_for_event("s2c_released", &[("user", "alice"), ("iip", &iip)]);
     assert_refused(&mut flow);
@@ -329,20 +211,20 @@ fn the_same_user_gets_the_same_address_back_and_leases_survive_a_restart() {
     let gatehouse = Gatehouse::start(&config("127.77.2.1/32", 15));
     add_user(&gatehouse, "alice");
     add_user(&gatehouse, "bob");
-    let mut alice = AccessClient::start(&gatehouse, "alice", None);
+    let mut alice = access_client(&gatehouse, "alice", None);
     assert_eq!(alice.leased(), ("127.77.2.1".to_owned(), false));
-    alice.process.signal(rustix::process::Signal::TERM);
+    alice.signal(rustix::process::Signal::TERM);
     alice.wait_for("released");
     drop(alice);
 
     // Within the window no one else gets alice's address: a login-time
     // error naming the exhausted pool.
-    let mut bob = AccessClient::start(&gatehouse, "bob", None);
+    let mut bob = access_client(&gatehouse, "bob", None);
     let lost = bob.wait_for("control_lost");
     assert!(lost.contains("409") && lost.contains("exhausted"), "{lost}");
     drop(bob);
 
-    let mut alice = AccessClient::start(&gatehouse, "alice", None);
+    let mut alice = access_client(&gatehouse, "alice", None);
     assert_eq!(alice.leased(), ("127.77.2.1".to_owned(), true));
     drop(alice);
 
@@ -350,11 +232,11 @@ fn the_same_user_gets_the_same_address_back_and_leases_survive_a_restart() {
     // release) is kept, so bob still cannot have the address.
     let (_, dir) = gatehouse.stop_keeping_data();
     let gatehouse = Gatehouse::restart_in(dir);
-    let mut bob = AccessClient::start(&gatehouse, "bob", None);
+    let mut bob = access_client(&gatehouse, "bob", None);
     let lost = bob.wait_for("control_lost");
     assert!(lost.contains("exhausted"), "{lost}");
     drop(bob);
-    let mut alice = AccessClient::start(&gatehouse, "alice", None);
+    let mut alice = access_client(&gatehouse, "alice", None);
     assert_eq!(alice.leased().0, "127.77.2.1");
 
     // The REST API shows the lease and the pool's warning: one address
@@ -378,11 +260,11 @@ fn an_address_released_past_the_window_goes_to_another_user() {
     let gatehouse = Gatehouse::start(&config("127.77.3.1/32", 0));
     add_user(&gatehouse, "alice");
     add_user(&gatehouse, "bob");
-    let mut alice = AccessClient::start(&gatehouse, "alice", None);
+    let mut alice = access_client(&gatehouse, "alice", None);
     assert_eq!(alice.leased().0, "127.77.3.1");
-    alice.process.signal(rustix::process::Signal::TERM);
+    alice.signal(rustix::process::Signal::TERM);
     alice.wait_for("released");
-    let mut bob = AccessClient::start(&gatehouse, "bob", None);
+    let mut bob = access_client(&gatehouse, "bob", None);
     assert_eq!(bob.leased(), ("127.77.3.1".to_owned(), false));
     let events = gatehouse.stop();
     assert_eq!(
@@ -465,20 +347,20 @@ fn a_lost_control_connection_keeps_the_address_for_the_grace_period_then_release
     let mut gatehouse = Gatehouse::start(&tables);
     add_user(&gatehouse, "alice");
     let service = echo_service();
-    let mut alice = AccessClient::start(&gatehouse, "alice", Some(service));
+    let mut alice = access_client(&gatehouse, "alice", Some(service));
     let (iip, _) = alice.leased();
     alice.wait_for("control iip=");
 
     // The client dies without a logout: its control connection ends, the
     // lease stays while the grace period runs.
-    alice.process.signal(rustix::process::Signal::KILL);
+    alice.signal(rustix::process::Signal::KILL);
     drop(alice);
     gatehouse.wait_for_event("s2c_client_detached", &[("user", "alice")]);
     let detached = Instant::now();
 
     // It comes back within the grace period: same address, flows reach it,
     // and past the grace period nothing is released.
-    let mut alice = AccessClient::start(&gatehouse, "alice", Some(service));
+    let mut alice = access_client(&gatehouse, "alice", Some(service));
     assert_eq!(
         alice.leased().0,
         iip,
@@ -510,7 +392,7 @@ fn a_lost_control_connection_keeps_the_address_for_the_grace_period_then_release
 
     // It dies again and stays away: released after the grace period, not
     // before; its listeners and flows go.
-    alice.process.signal(rustix::process::Signal::KILL);
+    alice.signal(rustix::process::Signal::KILL);
     drop(alice);
     gatehouse.wait_for_event("s2c_client_detached", &[("user", "alice")]);
     let gone = Instant::now();

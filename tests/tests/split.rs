@@ -12,6 +12,13 @@
 //! - The data plane dies under 200 open sessions: the control plane's view
 //!   drops them all (`data_plane_gone`); a new data plane serves launches
 //!   and the view follows it.
+//! - Server-to-client access with the data plane's cores as the connector
+//!   (TLS gateway, the real `access-client`): the data plane dies while
+//!   alice holds her IIP; a new data plane on the same gateway address is
+//!   told the listen set when it links and accepts on IIP:port while her
+//!   client is still frozen (SIGSTOP: it cannot re-attach), then carries
+//!   a new flow once the client is back, with no second login. IIPs in
+//!   127.77.30.0/29, servers in 127.0.9.0/24.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -28,7 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gatehouse_tests::gatehouse::Event;
+use gatehouse_tests::access::{AccessClient, connect_from, echo_service, exchange, refused_soon};
+use gatehouse_tests::gatehouse::{Event, count};
 use gatehouse_tests::process::Process;
 use gatehouse_tests::socks::{self, ICA_DETECT, REPLY_GENERAL_FAILURE, REPLY_SUCCEEDED};
 use gatehouse_tests::temp::TempDir;
@@ -38,6 +46,33 @@ use rustix::process::Signal;
 
 /// One core (the machine is shared), a short drain, a plaintext gateway.
 const CONFIG: &str = "[engine]\ncores = 1\ndrain_secs = 2\n[gateway]\nplaintext = true\n";
+
+/// One core, a short drain, a TLS gateway, and one IIP pool owned by the
+/// data plane's cores (connector `gateway`) with one app.
+const S2C_CONFIG: &str = r#"
+[engine]
+cores = 1
+drain_secs = 2
+
+[server_to_client]
+[[server_to_client.pools]]
+name = "hq"
+location = "hq"
+cidr = "127.77.30.0/29"
+connectors = ["gateway"]
+[[server_to_client.apps]]
+name = "vnc"
+servers = ["127.0.9.0/24"]
+ports = [5900]
+
+[policy]
+server_to_client_default = "allow"
+"#;
+
+/// The server-to-client app port.
+const VNC: u16 = 5900;
+/// alice's password.
+const PASSWORD: &str = "correct horse battery";
 
 /// Sessions streaming through the data plane.
 const SESSIONS: usize = 200;
@@ -243,6 +278,85 @@ fn the_control_plane_drops_the_sessions_of_a_killed_data_plane_and_follows_its_s
     assert_eq!(sim.stop().code(), Some(0));
 }
 
+#[test]
+fn a_restarted_data_plane_listens_on_the_addresses_leased_before_it_came() {
+    let rig = Rig::with_config(S2C_CONFIG);
+    let mut control = rig.control_plane();
+    let mut data = rig.data_plane();
+    data.wait_linked(1);
+    rig.add_user("alice");
+
+    // alice's IIP is bound by the data plane's cores; a server reaches her.
+    let service = echo_service();
+    let mut alice = AccessClient::start(
+        data.addr,
+        &rig.certificate(),
+        "alice",
+        PASSWORD,
+        Some((VNC, service)),
+        None,
+    );
+    let iip = alice.connected();
+    assert!(iip.starts_with("127.77.30."), "{iip}");
+    let bound = format!("{iip}:{VNC}");
+    data.wait_for("s2c_listening on the IIP", |event| {
+        event.is("s2c_listening", &[("addr", &bound)])
+    });
+    let mut flow = connect_from("127.0.9.5", &iip, VNC);
+    assert_eq!(exchange(&mut flow, b"hello client"), b"hello client");
+
+    // Freeze alice's client (it can neither re-attach nor log in), then
+    // kill -9 the data plane: its listeners go with it.
+    alice.signal(Signal::STOP);
+    let gateway = data.addr;
+    data.kill();
+    control.wait_for("data_plane_gone", |event| {
+        event.message() == "data_plane_gone"
+    });
+    assert!(
+        refused_soon(&iip, VNC),
+        "{bound} accepts with no data plane"
+    );
+    drop(data);
+
+    // A new data plane on the same gateway address is told the listen set
+    // when it links: IIP:port accepts while alice's client is frozen.
+    let mut data = rig.data_plane_on(gateway);
+    data.wait_linked(1);
+    let pid = u64::from(data.process.pid());
+    control.wait_for("data_plane_linked of the new data plane", |event| {
+        event.message() == "data_plane_linked" && event.json["fields"]["pid"].as_u64() == Some(pid)
+    });
+    data.wait_for("s2c_listening on the IIP after the restart", |event| {
+        event.is("s2c_listening", &[("addr", &bound)])
+    });
+    drop(connect_from("127.0.9.5", &iip, VNC));
+
+    // alice's client comes back: its control connection re-attaches
+    // through the new data plane, with the same IIP and the same web
+    // session, and a server reaches her again.
+    alice.signal(Signal::CONT);
+    assert_eq!(alice.connected(), iip, "the same IIP after the restart");
+    let mut again = connect_from("127.0.9.5", &iip, VNC);
+    assert_eq!(exchange(&mut again, b"hello again"), b"hello again");
+    drop(again);
+    drop(flow);
+    drop(alice);
+    let data_events = data.stop();
+    let events = control.stop();
+    assert_eq!(
+        count(
+            &events,
+            "login",
+            &[("user", "alice"), ("outcome", "success")]
+        ),
+        1,
+        "alice logged in once"
+    );
+    assert!(count(&events, "s2c_client_attached", &[("user", "alice")]) >= 2);
+    assert!(count(&data_events, "s2c_listening", &[("addr", &bound)]) >= 1);
+}
+
 /// The configuration directory and the segment both planes share; the
 /// segment's files are removed on drop.
 struct Rig {
@@ -253,10 +367,14 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
+        Self::with_config(CONFIG)
+    }
+
+    fn with_config(text: &str) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = TempDir::new("split");
         let config = dir.path().join("gatehouse.toml");
-        std::fs::write(&config, CONFIG).unwrap();
+        std::fs::write(&config, text).unwrap();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.subsec_nanos());
@@ -270,11 +388,52 @@ impl Rig {
     }
 
     fn control_plane(&self) -> Plane {
-        Plane::start(self, "controlplane", "--admin-listen", "admin")
+        Plane::start(self, "controlplane", "--admin-listen", "admin", None)
     }
 
     fn data_plane(&self) -> Plane {
-        Plane::start(self, "dataplane", "--gateway-listen", "gateway")
+        Plane::start(self, "dataplane", "--gateway-listen", "gateway", None)
+    }
+
+    /// A data plane whose gateway listens on `gateway` (a predecessor's).
+    fn data_plane_on(&self, gateway: SocketAddr) -> Plane {
+        Plane::start(
+            self,
+            "dataplane",
+            "--gateway-listen",
+            "gateway",
+            Some(gateway),
+        )
+    }
+
+    /// The certificate the data plane generated into the data directory.
+    fn certificate(&self) -> PathBuf {
+        self.dir.path().join("data/tls/gateway.crt")
+    }
+
+    /// `gatehouse user add NAME` on the planes' configuration and data
+    /// directory, with [`PASSWORD`].
+    fn add_user(&self, name: &str) {
+        let mut child = Command::new(bins::gatehouse())
+            .current_dir(self.dir.path())
+            .args(["user", "--config"])
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(["add", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gatehouse runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "gatehouse user add {name}");
     }
 }
 
@@ -295,7 +454,17 @@ struct Plane {
 }
 
 impl Plane {
-    fn start(rig: &Rig, subcommand: &str, listen_flag: &str, addr_field: &str) -> Self {
+    /// Starts `gatehouse SUBCOMMAND` listening (`listen_flag`) on `listen`
+    /// (default `127.0.0.1:0`); the bound address is `addr_field` of its
+    /// `gatehouse_ready` event.
+    fn start(
+        rig: &Rig,
+        subcommand: &str,
+        listen_flag: &str,
+        addr_field: &str,
+        listen: Option<SocketAddr>,
+    ) -> Self {
+        let listen = listen.map_or_else(|| "127.0.0.1:0".to_owned(), |addr| addr.to_string());
         let mut child = Command::new(bins::gatehouse())
             .current_dir(rig.dir.path())
             .args(["--log-format", "json", subcommand, "--shm"])
@@ -304,8 +473,9 @@ impl Plane {
             .arg(&rig.config)
             .arg("--data-dir")
             .arg(rig.dir.path().join("data"))
-            .args([listen_flag, "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
+            .args([listen_flag, &listen])
+            // The connector role's binds at debug.
+            .env("RUST_LOG", "info,gatehouse_engine::connector=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -373,9 +543,10 @@ impl Plane {
         self.process.signal(Signal::KILL);
     }
 
-    /// SIGTERM by PID; asserts a clean exit.
-    fn stop(mut self) {
+    /// SIGTERM by PID; asserts a clean exit; every event of the run.
+    fn stop(mut self) -> Vec<Event> {
         assert_eq!(self.process.stop().code(), Some(0), "exit 0 on SIGTERM");
+        self.events()
     }
 }
 

@@ -1,7 +1,9 @@
 //! The control plane's side of a connector segment, driven directly over
 //! an in-process channel: which orders reach a connector, when the listen
 //! set is replayed, how its flow requests are decided, and what a
-//! connector that is gone leaves behind.
+//! connector that is gone leaves behind. [`s2c`], [`local_sta`] and
+//! [`Segment`] also serve the tests of the split data plane's connector
+//! role (`split::tests`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,11 +55,13 @@ servers = ["127.0.9.0/24"]
 ports = [5900]
 "#;
 
-fn addr(text: &str) -> SocketAddr {
+pub(crate) fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
-async fn s2c(name: &str) -> ServerToClient {
+/// A server-to-client service with [`SECTION`]'s pools and apps, on a
+/// fresh store named after `name`.
+pub(crate) async fn s2c(name: &str) -> ServerToClient {
     let dir = std::env::temp_dir().join(format!(
         "gatehouse-connector-test-{}-{name}",
         std::process::id()
@@ -72,7 +76,8 @@ async fn s2c(name: &str) -> ServerToClient {
         .unwrap()
 }
 
-fn local_sta() -> SharedSta {
+/// An STA of its own.
+pub(crate) fn local_sta() -> SharedSta {
     Arc::new(Mutex::new(Sta::new(
         sta_id("STA01"),
         StaLimits::default(),
@@ -81,21 +86,37 @@ fn local_sta() -> SharedSta {
 }
 
 /// The data side of a connector segment (one core) whose control side a
-/// redeem service for connector `east` serves; `link` plays the link
-/// task.
-struct Segment {
+/// redeem service for a connector serves.
+pub(crate) struct Segment {
     port: AsyncPort<ToControl, ToCore>,
-    link: watch::Sender<Option<Generation>>,
+    /// Plays the link task ([`Segment::serve`]).
+    link: Option<watch::Sender<Option<Generation>>>,
     task: tokio::task::JoinHandle<()>,
     _data: DataSide,
 }
 
 impl Segment {
+    /// Served for connector `east`, whose link task [`Segment::publish`]
+    /// plays.
     fn serve(s2c: &ServerToClient, sta: &SharedSta) -> Self {
+        let (link, state) = watch::channel(None);
+        let mut segment = Self::serve_role(
+            s2c,
+            sta,
+            ConnectorRole {
+                name: Arc::from("east"),
+                link: Some(state),
+            },
+        );
+        segment.link = Some(link);
+        segment
+    }
+
+    /// Served for `role`, whose link state someone else publishes.
+    pub(crate) fn serve_role(s2c: &ServerToClient, sta: &SharedSta, role: ConnectorRole) -> Self {
         let (control, data) = in_process(Geometry::new(1, 64).unwrap()).unwrap();
         let control_port = control.take_ports().unwrap().pop().unwrap();
         let data_port = data.take_ports().unwrap().pop().unwrap();
-        let (link, state) = watch::channel(None);
         let service = RedeemService::new(
             StaRouter::new(sta.clone(), HashMap::new()),
             Arc::new(SessionTable::new()),
@@ -104,23 +125,28 @@ impl Segment {
             DEFAULT_RESOLVE_TIMEOUT,
         )
         .with_s2c(s2c.clone())
-        .for_connector(ConnectorRole {
-            name: Arc::from("east"),
-            link: Some(state),
-        });
+        .for_connector(role);
         let task = tokio::spawn(async move {
             let _ = service.serve(control_port).await;
         });
         Self {
             port: AsyncPort::new(data_port).unwrap(),
-            link,
+            link: None,
             task,
             _data: data,
         }
     }
 
+    /// Publishes `state` as the link task would.
+    fn publish(&self, state: Option<Generation>) {
+        self.link
+            .as_ref()
+            .expect("served with a link")
+            .send_replace(state);
+    }
+
     /// The next message, within [`WAIT`].
-    async fn next(&mut self) -> ToCore {
+    pub(crate) async fn next(&mut self) -> ToCore {
         tokio::time::timeout(WAIT, self.port.recv())
             .await
             .expect("a message within the wait")
@@ -129,7 +155,7 @@ impl Segment {
     }
 
     /// Asserts that nothing comes for [`QUIET`].
-    async fn quiet(&mut self) {
+    pub(crate) async fn quiet(&mut self) {
         if let Ok(received) = tokio::time::timeout(QUIET, self.port.recv()).await {
             panic!("unexpected message: {:?}", received.map(|e| e.message));
         }
@@ -163,7 +189,8 @@ impl Drop for Segment {
     }
 }
 
-async fn connect(s2c: &ServerToClient, user: &str) -> String {
+/// Leases `user` an IIP; the IIP.
+pub(crate) async fn connect(s2c: &ServerToClient, user: &str) -> String {
     let leased = s2c
         .connect(user, UserContext::default(), SystemTime::now())
         .await
@@ -181,7 +208,7 @@ async fn a_connector_gets_only_the_orders_of_its_pools_and_the_listen_set_when_i
     segment.quiet().await;
     // The link replays the listen set: alice's IIP (east's pool) only.
     let _ = connect(&s2c, "bob").await;
-    segment.link.send_replace(Some(Generation(1)));
+    segment.publish(Some(Generation(1)));
     assert_eq!(
         segment.next().await,
         ToCore::Listen(addr(&format!("{alice}:5900")))
@@ -205,11 +232,11 @@ async fn a_connector_gets_only_the_orders_of_its_pools_and_the_listen_set_when_i
         ToCore::CloseFlows(alice.parse().unwrap())
     );
     // Gone, then linked again (a new process): the set is replayed.
-    segment.link.send_replace(None);
+    segment.publish(None);
     s2c.disconnect("carol", SystemTime::now()).await.unwrap();
     let _ = connect(&s2c, "carol").await;
     segment.quiet().await;
-    segment.link.send_replace(Some(Generation(2)));
+    segment.publish(Some(Generation(2)));
     assert_eq!(
         segment.next().await,
         ToCore::Listen(addr(&format!("{carol}:5900")))
@@ -222,7 +249,7 @@ async fn flow_requests_on_a_connector_segment_are_decided_as_that_connectors() {
     let s2c = s2c("decide").await;
     let sta = local_sta();
     let mut segment = Segment::serve(&s2c, &sta);
-    segment.link.send_replace(Some(Generation(1)));
+    segment.publish(Some(Generation(1)));
     let alice = connect(&s2c, "alice").await;
     let bob = connect(&s2c, "bob").await;
     let _ = segment.next().await;

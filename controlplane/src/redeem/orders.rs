@@ -3,8 +3,11 @@
 //! listen set again whenever that connector (re)links or the task fell
 //! behind.
 //!
-//! A port task of a `gatehouse connector` segment knows whether a
-//! connector is linked (the link task publishes the linked generation).
+//! A port task of a `gatehouse connector` segment, or of the segment of a
+//! `gatehouse dataplane` whose cores play the gateway's connector role,
+//! knows whether that process is linked (its link task publishes the
+//! linked generation: [`crate::connector::ConnectorKeeper`],
+//! [`crate::split::Reconciler`]).
 //! While none is, orders are dropped: the state they describe is replayed
 //! in full ([`ServerToClient::listening_for`]) at the next link, so a dead
 //! connector's ring does not fill up with orders nobody reads. The
@@ -21,7 +24,8 @@ use tokio::sync::{broadcast, watch};
 use crate::s2c::service::{ConnectorCommand, ConnectorOrder, ServerToClient};
 
 /// Whether a connector is linked to a segment, and which generation: what
-/// the link task of a `gatehouse connector` segment publishes.
+/// the link task of a `gatehouse connector` segment (or of a `gatehouse
+/// dataplane` segment whose cores are the gateway's connector) publishes.
 pub type LinkState = watch::Receiver<Option<Generation>>;
 
 /// Who a port task's orders are for.
@@ -30,7 +34,8 @@ pub struct ConnectorRole {
     /// The connector's name (what pools' `connectors` name).
     pub name: Arc<str>,
     /// The link state of its segment; `None`: the connector is the
-    /// gateway's own cores, always there.
+    /// gateway's own cores in the same process (`gatehouse run`), always
+    /// there.
     pub link: Option<LinkState>,
 }
 
