@@ -94,7 +94,7 @@ profile forward "127.0.0.1:$RELAY_PORT"
 # Per process (comm names: gatehouse-load = sender main thread,
 # gatehouse-load-* = the sink's and the stream's worker threads,
 # gatehouse-core-* = the relay's cores).
-by_comm() { perf report -i "$1" --no-children --sort comm -g none 2>/dev/null | head -40 |
+by_comm() { perf report -i "$1" --no-children --sort comm -g none 2>/dev/null |
     awk '/%/ && !/^#/ { sub(/%/, "", $1); c = $2; for (i = 3; i <= NF; i++) c = c " " $i; if ($1 >= 0.5) printf "| %s | %s |\n", c, $1 }'; }
 RELAY_COMM=gatehouse-core-
 # Kernel share of the relay cores' samples (a comm,dso split: perf's dso
@@ -105,7 +105,7 @@ KERNEL=$(perf report -i "$WORK/forward.data" --no-children --sort comm,dso -g no
 SPLICE=$(share "$WORK/forward.data" "$RELAY_COMM" sym | awk '$3 ~ /splice|pipe_buf|pipe_/ { s += $1 } END { printf "%.2f", s }')
 RELAY_TOTAL=$(perf report -i "$WORK/forward.data" --no-children --sort comm -g none 2>/dev/null |
     awk -v c="$RELAY_COMM" '/%/ && !/^#/ && $2 == c { sub(/%/, "", $1); print $1 }')
-TOP=$(share "$WORK/forward.data" "$RELAY_COMM" sym | head -15 | awk '{ printf "| %s | %s |\n", $3, $1 }')
+TOP=$(share "$WORK/forward.data" "$RELAY_COMM" sym | awk 'NR <= 15' | awk '{ printf "| %s | %s |\n", $3, $1 }')
 
 {
     echo "# Bulk profile, $DATE"
@@ -120,7 +120,8 @@ TOP=$(share "$WORK/forward.data" "$RELAY_COMM" sym | head -15 | awk '{ printf "|
     echo "| direct | ${GBPS[direct]} | ${BUSY[direct]} |"
     echo "| gatehouse forward | ${GBPS[forward]} | ${BUSY[forward]} |"
     echo
-    echo "Ratio forward/direct: $(ratio "${GBPS[forward]}" "${GBPS[direct]}")."
+    echo "Ratio forward/direct: $(ratio "${GBPS[forward]}" "${GBPS[direct]}") (one run each, while \`perf\` samples: a"
+    echo "profile, not a comparison; the side-by-side figures are \`perf/compare.sh\`'s)."
     echo
     echo "## Where the CPU goes through the relay (share of all samples)"
     echo
