@@ -157,6 +157,19 @@ impl Chrome {
             .to_owned()
     }
 
+    /// Whether the current document has finished loading
+    /// (`document.readyState` is `complete`); `false` while a navigation
+    /// replaces it.
+    pub fn loaded(&self) -> bool {
+        try_request(
+            self.driver,
+            "POST",
+            &format!("/session/{}/execute/sync", self.session),
+            Some(&json!({ "script": "return document.readyState", "args": [] })),
+        )
+        .is_ok_and(|state| state.as_str() == Some("complete"))
+    }
+
     /// The current page's HTML.
     pub fn source(&self) -> String {
         self.call("GET", "/source", None)
@@ -241,8 +254,13 @@ impl Chrome {
     ) -> (String, String) {
         let deadline = Instant::now() + limit;
         loop {
-            let (url, source) = (self.url(), self.source());
-            if done(&url, &source) {
+            // A page is judged only once it has loaded and the source read
+            // is of the URL read (a click's navigation can commit the new
+            // URL while the document is still parsing).
+            let url = self.url();
+            let loaded = self.loaded();
+            let source = self.source();
+            if loaded && self.url() == url && done(&url, &source) {
                 return (url, source);
             }
             assert!(
