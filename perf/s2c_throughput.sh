@@ -10,10 +10,14 @@
 #        terminated, pooled copy) <- access-client (TLS, tokio copy)
 #     -> gatehouse-load sink (the service on the client, 127.0.0.1)
 # and, for reference, the same stream straight to the sink (direct).
+# With CONNECTOR=process the IIP is owned by a `gatehouse connector` process
+# of its own (a `[[server_to_client.connectors]]` segment of `gatehouse run`)
+# instead of the cores of `gatehouse run`.
 #
 # Knobs (environment): ROUNDS (3), SECONDS_PER_RUN (6), CONNECTIONS (1),
-# PORT_BASE (23400), GATEHOUSE_CORES (1), SKIP_BUILD (0), REPORT
-# (perf/reports/<date>-s2c.md), BIN_DIR (target/release), GATEHOUSE_LOG (warn).
+# PORT_BASE (23400), GATEHOUSE_CORES (1), CONNECTOR (cores | process),
+# SKIP_BUILD (0), REPORT (perf/reports/<date>-s2c.md, or -s2c-connector.md),
+# BIN_DIR (target/release), GATEHOUSE_LOG (warn).
 #
 # Every process it starts is stopped by PID on exit.
 set -euo pipefail
@@ -25,6 +29,8 @@ PORT_BASE=${PORT_BASE:-23400}
 GATEHOUSE_CORES=${GATEHOUSE_CORES:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 GATEHOUSE_LOG=${GATEHOUSE_LOG:-warn}
+CONNECTOR=${CONNECTOR:-cores}
+[[ $CONNECTOR == cores || $CONNECTOR == process ]] || { echo "CONNECTOR must be cores or process" >&2; exit 1; }
 
 ((ROUNDS >= 1 && ROUNDS <= 50)) || { echo "ROUNDS must be 1 to 50" >&2; exit 1; }
 
@@ -33,13 +39,18 @@ cd "$REPO"
 # shellcheck source=perf/lib.sh
 source "$REPO/perf/lib.sh"
 DATE=$(date -u +%Y-%m-%d)
-REPORT=${REPORT:-perf/reports/$DATE-s2c.md}
+if [[ $CONNECTOR == process ]]; then
+    REPORT=${REPORT:-perf/reports/$DATE-s2c-connector.md}
+else
+    REPORT=${REPORT:-perf/reports/$DATE-s2c.md}
+fi
 BIN_DIR=${BIN_DIR:-$REPO/target/release}
 LOAD=$BIN_DIR/gatehouse-load
 GATEHOUSE=$BIN_DIR/gatehouse
 CLIENT=$BIN_DIR/access-client
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-s2c.XXXXXX")
-trap 'stop_all; rm -rf "$WORK"' EXIT
+SHM=gatehouse-perf-s2c-$$
+trap 'stop_all; rm -rf "$WORK"; rm -f "/dev/shm/$SHM" "/dev/shm/$SHM.link"' EXIT
 
 if [[ $SKIP_BUILD != 1 ]]; then
     say "building (release)"
@@ -57,15 +68,24 @@ APP_PORT=5900
 STARTED+=($!)
 wait_port "$SINK"
 
+if [[ $CONNECTOR == process ]]; then
+    OWNER=$(printf '[[server_to_client.connectors]]\nname = "site"\nshm = "%s"\ncores = %s\n' "$SHM" "$GATEHOUSE_CORES")
+    OWNED='connectors = ["site"]'
+else
+    OWNER=""
+    OWNED=""
+fi
 cat >"$WORK/gatehouse.toml" <<EOF
 [engine]
 cores = $GATEHOUSE_CORES
 drain_secs = 1
 [server_to_client]
+$OWNER
 [[server_to_client.pools]]
 name = "perf"
 location = "loopback"
 cidr = "$IIP/32"
+$OWNED
 [[server_to_client.apps]]
 name = "stream"
 servers = ["127.0.0.0/8"]
@@ -79,6 +99,16 @@ RUST_LOG=$GATEHOUSE_LOG "$GATEHOUSE" run --config "$WORK/gatehouse.toml" --data-
     --gateway-listen "127.0.0.1:$GATEWAY" --admin-listen "127.0.0.1:$ADMIN" >"$WORK/gatehouse.log" 2>&1 &
 STARTED+=($!)
 wait_port "$GATEWAY"
+if [[ $CONNECTOR == process ]]; then
+    RUST_LOG=info "$GATEHOUSE" connector --shm "$SHM" --name site --config "$WORK/gatehouse.toml" \
+        --cores "$GATEHOUSE_CORES" >"$WORK/connector.log" 2>&1 &
+    STARTED+=($!)
+    for ((i = 0; i < 100; i++)); do
+        grep -q connector_ready "$WORK/connector.log" && break
+        sleep 0.1
+    done
+    grep -q connector_ready "$WORK/connector.log" || { say "connector not ready"; cat "$WORK/connector.log" >&2; exit 1; }
+fi
 
 ACCESS_PASSWORD=$PASSWORD "$CLIENT" --gateway "127.0.0.1:$GATEWAY" --ca "$WORK/data/tls/gateway.crt" \
     --server-name localhost --user perf --forward "$APP_PORT=127.0.0.1:$SINK" >"$WORK/client.log" 2>&1 &
@@ -113,7 +143,7 @@ TABLE=$(cat <<EOF
 | path | Gbit/s (median of $ROUNDS) |
 |---|---|
 | direct (load -> sink) | $(fmt "$DIRECT" 2) |
-| server-to-client (load -> connector -> gateway TLS -> access-client -> sink) | $(fmt "$S2C" 2) |
+| server-to-client (load -> connector ($CONNECTOR) -> gateway TLS -> access-client -> sink) | $(fmt "$S2C" 2) |
 EOF
 )
 printf '%s\n\nratio s2c/direct: %s; sink confirmed: %s; flows seen by the client: %s\n' \
@@ -124,7 +154,9 @@ mkdir -p "$(dirname "$REPORT")"
     echo "# Server-to-client throughput, $DATE"
     echo
     echo "\`perf/s2c_throughput.sh\`: $CONNECTIONS connection(s), $SECONDS_PER_RUN s per run, $ROUNDS rounds,"
-    echo "gatehouse cores = $GATEHOUSE_CORES, $(nproc) CPUs shared by every process of the run."
+    echo "gatehouse cores = $GATEHOUSE_CORES, connector = $CONNECTOR (cores: the connector role on the cores of"
+    echo "\`gatehouse run\`; process: a \`gatehouse connector\` process of its own), $(nproc) CPUs shared by every"
+    echo "process of the run."
     echo
     echo "$TABLE"
     echo
