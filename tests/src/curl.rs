@@ -25,6 +25,12 @@ impl std::fmt::Debug for Answer {
 }
 
 impl Answer {
+    /// The whole answer as `curl --include` prints it: the head, a blank
+    /// line, the body.
+    pub fn text(&self) -> String {
+        format!("{}\r\n\r\n{}", self.head, self.body)
+    }
+
     /// The `Location` header, if any.
     pub fn location(&self) -> Option<&str> {
         self.head.lines().find_map(|line| {

@@ -11,12 +11,11 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use gatehouse_tests::curl::Browser;
 use gatehouse_tests::gatehouse::{Gatehouse, count};
 use gatehouse_tests::slapd::Slapd;
-use gatehouse_tests::temp::TempDir;
 
 const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=test";
 const PHONE_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -58,30 +57,10 @@ cn: legacy
 uniqueMember: uid=alice,ou=people,dc=example,dc=test
 ";
 
-fn curl(gatehouse: &Gatehouse, jar: &Path, path: &str, fields: &[(&str, &str)]) -> String {
-    let port = gatehouse.gateway().port();
-    let mut command = Command::new("curl");
-    command
-        .args(["--silent", "--show-error", "--include", "--max-time", "20"])
-        .arg("--cacert")
-        .arg(gatehouse.certificate())
-        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-        .arg("--cookie")
-        .arg(jar)
-        .arg("--cookie-jar")
-        .arg(jar);
-    for (name, value) in fields {
-        command
-            .arg("--data-urlencode")
-            .arg(format!("{name}={value}"));
-    }
-    let output = command
-        .arg(format!("https://localhost:{port}{path}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs");
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap()
+/// The raw answer (status line, headers, body) of `path` for the browser
+/// `jar`: a POST of `fields`, or a GET without them.
+fn curl(gatehouse: &Gatehouse, jar: &Browser, path: &str, fields: &[(&str, &str)]) -> String {
+    jar.request(gatehouse, path, fields, None).text()
 }
 
 fn oathtool(secret: &str) -> String {
@@ -109,9 +88,7 @@ fn an_ldap_user_logs_on_with_a_code_of_the_device_in_her_entry() {
         "[login]\nschema = \"password+otp\"\n{}",
         slapd.gatehouse_ldap_table()
     ));
-    let browser = TempDir::new("browser");
-    let jar = browser.path().join("cookies.txt");
-    std::fs::write(&jar, "").unwrap();
+    let jar = Browser::new();
 
     let wrong = curl(
         &gatehouse,

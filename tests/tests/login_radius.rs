@@ -15,6 +15,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use gatehouse_tests::curl::Browser;
 use gatehouse_tests::gatehouse::{Gatehouse, count};
 use gatehouse_tests::process::Process;
 use gatehouse_tests::temp::TempDir;
@@ -176,30 +177,10 @@ server default {{
     std::fs::write(dir.join("radiusd.conf"), config).unwrap();
 }
 
-fn curl(gatehouse: &Gatehouse, jar: &Path, path: &str, fields: &[(&str, &str)]) -> String {
-    let port = gatehouse.gateway().port();
-    let mut command = Command::new("curl");
-    command
-        .args(["--silent", "--show-error", "--include", "--max-time", "20"])
-        .arg("--cacert")
-        .arg(gatehouse.certificate())
-        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-        .arg("--cookie")
-        .arg(jar)
-        .arg("--cookie-jar")
-        .arg(jar);
-    for (name, value) in fields {
-        command
-            .arg("--data-urlencode")
-            .arg(format!("{name}={value}"));
-    }
-    let output = command
-        .arg(format!("https://localhost:{port}{path}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs");
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap()
+/// The raw answer (status line, headers, body) of `path` for the browser
+/// `jar`: a POST of `fields`, or a GET without them.
+fn curl(gatehouse: &Gatehouse, jar: &Browser, path: &str, fields: &[(&str, &str)]) -> String {
+    jar.request(gatehouse, path, fields, None).text()
 }
 
 #[test]
@@ -215,9 +196,7 @@ fn dual_passwords_with_a_radius_challenge_log_bob_on() {
         let (code, _) = gatehouse.user_command(&["add", user], "local-password\n");
         assert_eq!(code, Some(0));
     }
-    let browser = TempDir::new("browser");
-    let jar = browser.path().join("cookies.txt");
-    std::fs::write(&jar, "").unwrap();
+    let jar = Browser::new();
 
     let page = curl(
         &gatehouse,
@@ -259,8 +238,7 @@ fn dual_passwords_with_a_radius_challenge_log_bob_on() {
     assert!(home.contains("<span id=\"user\">bob</span>"), "{home}");
 
     // alice: the right local password, a wrong RADIUS one.
-    let jar2 = browser.path().join("other.txt");
-    std::fs::write(&jar2, "").unwrap();
+    let jar2 = Browser::new();
     let refused = curl(
         &gatehouse,
         &jar2,

@@ -16,7 +16,6 @@
 )]
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use gatehouse_tests::TIMEOUT;
 use gatehouse_tests::access::{
     AccessClient, assert_refused, connect_from, echo_service, exchange, refused_soon,
 };
+use gatehouse_tests::curl::Browser;
 use gatehouse_tests::gatehouse::{Gatehouse, count};
 
 const PASSWORD: &str = "correct horse battery";
@@ -277,59 +277,35 @@ fn an_address_released_past_the_window_goes_to_another_user() {
     );
 }
 
-/// `curl` through the gateway's TLS listener with a cookie jar in `jar`;
-/// the status and the body.
-fn curl(gatehouse: &Gatehouse, jar: &std::path::Path, args: &[&str], path: &str) -> (u16, String) {
-    let port = gatehouse.gateway().port();
-    let output = Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "20"])
-        .args(["--write-out", "\n%{http_code}"])
-        .arg("--cacert")
-        .arg(gatehouse.certificate())
-        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-        .arg("--cookie")
-        .arg(jar)
-        .arg("--cookie-jar")
-        .arg(jar)
-        .args(args)
-        .arg(format!("https://localhost:{port}{path}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs (.ci/run installs it)");
-    assert!(output.status.success(), "curl {path}");
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.to_owned())
-}
-
 #[test]
 fn the_web_logout_releases_the_address_and_the_api_refuses_without_a_session() {
     let mut gatehouse = Gatehouse::start(&config("127.77.4.0/30", 15));
     add_user(&gatehouse, "carol");
-    let dir = gatehouse_tests::temp::TempDir::new("s2c-curl");
-    let jar = dir.path().join("jar");
-    std::fs::write(&jar, "").unwrap();
-    let (status, body) = curl(&gatehouse, &jar, &["-X", "POST"], "/access/v1/connect");
+    let web = Browser::new();
+    // A POST with an empty body, or with `body` as it is.
+    let post = |path: &str, body: &str| {
+        let answer = web.request(&gatehouse, path, &[], Some(body));
+        (answer.status, answer.body)
+    };
+    let (status, body) = post("/access/v1/connect", "");
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("no_session"), "{body}");
-    let login = format!("login=carol&passwd={PASSWORD}");
-    let (status, _) = curl(&gatehouse, &jar, &["--data", &login], "/cgi/login");
-    assert_eq!(status, 302);
-    let (status, body) = curl(&gatehouse, &jar, &["-X", "POST"], "/access/v1/connect");
+    let login = web.post(
+        &gatehouse,
+        "/cgi/login",
+        &[("login", "carol"), ("passwd", PASSWORD)],
+    );
+    assert_eq!(login.status, 302, "{login:?}");
+    let (status, body) = post("/access/v1/connect", "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""iip":"127.77.4.1""#), "{body}");
-    let (status, body) = curl(
-        &gatehouse,
-        &jar,
-        &["--data", r#"{"fqdn":"not a name"}"#],
-        "/access/v1/fqdn",
-    );
+    let (status, body) = post("/access/v1/fqdn", r#"{"fqdn":"not a name"}"#);
     assert_eq!(status, 400, "{body}");
     // Only servers of an app may resolve names; the test runs on 127.0.0.1.
-    let (status, _) = curl(&gatehouse, &jar, &[], "/access/v1/resolve?name=x");
-    assert_eq!(status, 403);
-    let (status, _) = curl(&gatehouse, &jar, &[], "/cgi/logout");
-    assert_eq!(status, 200);
+    let resolve = web.get(&gatehouse, "/access/v1/resolve?name=x");
+    assert_eq!(resolve.status, 403, "{resolve:?}");
+    let logout = web.get(&gatehouse, "/cgi/logout");
+    assert_eq!(logout.status, 200, "{logout:?}");
     gatehouse.wait_for_event("s2c_released", &[("user", "carol"), ("iip", "127.77.4.1")]);
 }
 
