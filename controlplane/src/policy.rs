@@ -187,15 +187,7 @@ impl PolicySection {
         let mut seen = std::collections::BTreeSet::new();
         for (index, rule) in self.rules.iter().enumerate() {
             let key = |field: &str| format!("policy.rules[{index}].{field}");
-            if !valid_name(&rule.name) {
-                return Err((
-                    key("name"),
-                    format!(
-                        "invalid name {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
-                        rule.name
-                    ),
-                ));
-            }
+            check_name(key("name"), &rule.name)?;
             if !seen.insert(rule.name.to_ascii_lowercase()) {
                 return Err((key("name"), format!("duplicate rule name {:?}", rule.name)));
             }
@@ -205,6 +197,18 @@ impl PolicySection {
         }
         Ok(())
     }
+}
+
+/// `Ok` when `name` is a [`valid_name`]; otherwise the (key, message) pair
+/// the configuration checks report for `key`.
+pub(crate) fn check_name(key: String, name: &str) -> Result<(), (String, String)> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    Err((
+        key,
+        format!("invalid name {name:?}: 1 to 64 letters, digits, '-', '_' or '.'"),
+    ))
 }
 
 /// A rule name: 1 to 64 of `[A-Za-z0-9._-]`.

@@ -41,15 +41,7 @@ impl AppConfig {
     /// Checks the app at `server_to_client.apps[index]`.
     pub(crate) fn validate(&self, index: usize) -> Result<(), (String, String)> {
         let key = |field: &str| format!("server_to_client.apps[{index}].{field}");
-        if !super::valid_name(&self.name) {
-            return Err((
-                key("name"),
-                format!(
-                    "invalid name {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
-                    self.name
-                ),
-            ));
-        }
+        crate::policy::check_name(key("name"), &self.name)?;
         if self.protocol == Protocol::Udp {
             return Err((
                 key("protocol"),

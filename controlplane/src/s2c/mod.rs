@@ -118,15 +118,10 @@ impl ServerToClientSection {
                 format!("{} is outside 1..=86400 seconds", self.client_grace_secs),
             ));
         }
-        if !valid_name(&self.connector_name) {
-            return Err((
-                "server_to_client.connector_name".into(),
-                format!(
-                    "invalid name {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
-                    self.connector_name
-                ),
-            ));
-        }
+        crate::policy::check_name(
+            "server_to_client.connector_name".into(),
+            &self.connector_name,
+        )?;
         if self.pools.len() > MAX_ENTRIES || self.apps.len() > MAX_ENTRIES {
             return Err((
                 "server_to_client".into(),
@@ -186,15 +181,7 @@ impl ServerToClientSection {
         let mut segments = BTreeSet::new();
         for (index, connector) in self.connectors.iter().enumerate() {
             let key = |field: &str| format!("server_to_client.connectors[{index}].{field}");
-            if !valid_name(&connector.name) {
-                return Err((
-                    key("name"),
-                    format!(
-                        "invalid name {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
-                        connector.name
-                    ),
-                ));
-            }
+            crate::policy::check_name(key("name"), &connector.name)?;
             if connector.name.eq_ignore_ascii_case(&self.connector_name) {
                 return Err((
                     key("name"),

@@ -56,15 +56,7 @@ impl PoolConfig {
     /// Checks the pool at `server_to_client.pools[index]`.
     pub(crate) fn validate(&self, index: usize) -> Result<(), (String, String)> {
         let key = |field: &str| format!("server_to_client.pools[{index}].{field}");
-        if !super::valid_name(&self.name) {
-            return Err((
-                key("name"),
-                format!(
-                    "invalid name {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
-                    self.name
-                ),
-            ));
-        }
+        crate::policy::check_name(key("name"), &self.name)?;
         if !super::valid_name(&self.location) {
             return Err((
                 key("location"),
