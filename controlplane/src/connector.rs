@@ -38,7 +38,6 @@ use gatehouse_channel::{ControlSide, DataSide, Generation, LinkError, SegmentNam
 use gatehouse_engine::{
     ConnectorConfig, ControlPlaneGate, Engine, EngineHandle, GatewayConfig, GatewayFactory,
 };
-use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::appliance::{
@@ -205,8 +204,8 @@ fn serve_connector_segment(
 pub struct ConnectorKeeper {
     name: Arc<str>,
     s2c: ServerToClient,
-    /// The generation linked now.
-    holder: Mutex<Option<Generation>>,
+    /// The generation linked now (`None`: nobody), published to the port
+    /// tasks.
     link: watch::Sender<Option<Generation>>,
 }
 
@@ -217,14 +216,13 @@ impl ConnectorKeeper {
         Self {
             name: Arc::from(name),
             s2c,
-            holder: Mutex::new(None),
             link,
         }
     }
 
     /// The linked generation, if any.
     pub fn linked_generation(&self) -> Option<Generation> {
-        *self.holder.lock()
+        *self.link.borrow()
     }
 
     /// Lets the linked connector go (if one is, and it is not `keep`):
@@ -232,14 +230,15 @@ impl ConnectorKeeper {
     /// logged once. Returns the flows closed, `None` when nobody was let
     /// go.
     fn let_go(&self, keep: Option<Generation>, reason: &'static str) -> Option<usize> {
-        let previous = {
-            let mut holder = self.holder.lock();
-            match *holder {
-                Some(previous) if Some(previous) != keep => holder.take(),
-                _ => None,
+        let mut previous = None;
+        self.link.send_if_modified(|linked| match *linked {
+            Some(generation) if Some(generation) != keep => {
+                previous = linked.take();
+                true
             }
-        }?;
-        self.link.send_replace(None);
+            _ => false,
+        });
+        let previous = previous?;
         let flows = self.s2c.close_connector_flows(&self.name);
         tracing::warn!(
             name = %self.name,
@@ -259,7 +258,6 @@ impl PeerKeeper for ConnectorKeeper {
 
     fn linked(&self, linked: &gatehouse_channel::Linked) {
         let generation = linked.peer_generation;
-        *self.holder.lock() = Some(generation);
         // The port tasks replay the listen set for this link.
         self.link.send_replace(Some(generation));
         tracing::info!(

@@ -14,6 +14,8 @@ use gatehouse_channel::{
     ToCore, in_process,
 };
 
+use parking_lot::Mutex;
+
 use super::*;
 use crate::policy::{Policies, PolicySection, SharedPolicies};
 use crate::redeem::{DEFAULT_RESOLVE_TIMEOUT, SystemResolver};
