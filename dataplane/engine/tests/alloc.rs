@@ -88,16 +88,32 @@ impl HandlerFactory for Counted {
 
 const CHUNK: usize = 64 * 1_024;
 
-/// Sends `chunks` chunks through the echo path and reads each back.
-fn relay_chunks(client: &mut std::net::TcpStream, chunks: usize) {
-    let data = pattern(CHUNK, 3);
+/// Sends `chunks` chunks of `size` bytes through the echo path and reads
+/// each back.
+fn relay_chunks(client: &mut std::net::TcpStream, chunks: usize, size: usize) {
+    let data = pattern(size, 3);
     for _ in 0..chunks {
         client.write_all(&data).unwrap();
-        assert!(read_n(client, CHUNK) == data);
+        assert!(read_n(client, size) == data);
     }
 }
 
 fn relaying_more_bytes_allocates_nothing_more(driver: Driver, relay: RelayMode, slot: usize) {
+    relaying_more_allocates_nothing_more(driver, relay, slot, CHUNK);
+}
+
+/// Small messages keep `relay = "auto"` in its copy phase (io_uring
+/// receives and sends through a pooled buffer) instead of splice.
+fn relaying_more_messages_allocates_nothing_more(driver: Driver, slot: usize) {
+    relaying_more_allocates_nothing_more(driver, RelayMode::Auto, slot, 1_024);
+}
+
+fn relaying_more_allocates_nothing_more(
+    driver: Driver,
+    relay: RelayMode,
+    slot: usize,
+    size: usize,
+) {
     let echo = Echo::start(2);
     let factory = Counted {
         slot,
@@ -105,17 +121,17 @@ fn relaying_more_bytes_allocates_nothing_more(driver: Driver, relay: RelayMode, 
     };
     let engine = start(config(driver, relay), factory);
     let mut client = connect(addr(&engine));
-    relay_chunks(&mut client, 16); // warm-up: 1 MiB each way
+    relay_chunks(&mut client, 16, size); // warm-up: 16 messages each way
     let warm = COUNTS[slot].load(Ordering::Relaxed);
-    relay_chunks(&mut client, 64); // 4 MiB each way
+    relay_chunks(&mut client, 64, size); // 64 more
     let after_4 = COUNTS[slot].load(Ordering::Relaxed);
-    relay_chunks(&mut client, 256); // 16 MiB each way
+    relay_chunks(&mut client, 256, size); // 256 more
     let after_20 = COUNTS[slot].load(Ordering::Relaxed);
     assert!(warm > 0, "the counter sees the core thread's allocations");
     assert!(
         after_4 - warm <= 4 && after_20 - after_4 <= 4,
-        "{driver} {relay}: allocations grew with bytes relayed: \
-         warm {warm}, +4 MiB {}, +16 MiB {}",
+        "{driver} {relay} ({size}-byte messages): allocations grew with messages relayed: \
+         warm {warm}, +64 messages {}, +256 messages {}",
         after_4 - warm,
         after_20 - after_4
     );
@@ -142,4 +158,19 @@ fn splice_relay_allocates_nothing_per_read_under_legacy() {
 #[test]
 fn copy_relay_allocates_nothing_per_read_under_legacy() {
     relaying_more_bytes_allocates_nothing_more(Driver::Legacy, RelayMode::Copy, 4);
+}
+
+#[test]
+fn auto_relay_copy_phase_allocates_nothing_per_message_under_io_uring() {
+    relaying_more_messages_allocates_nothing_more(Driver::IoUring, 5);
+}
+
+#[test]
+fn auto_relay_copy_phase_allocates_nothing_per_message_under_legacy() {
+    relaying_more_messages_allocates_nothing_more(Driver::Legacy, 6);
+}
+
+#[test]
+fn auto_relay_allocates_nothing_per_read_in_bulk_under_io_uring() {
+    relaying_more_bytes_allocates_nothing_more(Driver::IoUring, RelayMode::Auto, 7);
 }

@@ -276,13 +276,16 @@ async fn run_splice(
     if let Err(failure) = send_prefix(session, &mut backend, initial_to_backend).await {
         return failure.into();
     }
-    for stream in [&client, &backend] {
-        if let Err(e) = splice::set_nonblocking(stream) {
-            return RelayEnd::Internal(e.kind());
+    let copy_first = (session.relay_mode() == RelayMode::Auto).then(|| session.buffers());
+    if copy_first.is_none() {
+        for stream in [&client, &backend] {
+            if let Err(e) = splice::set_nonblocking(stream) {
+                return RelayEnd::Internal(e.kind());
+            }
         }
     }
+    let (client, backend) = (splice::Socket::new(client), splice::Socket::new(backend));
     let pipes = session.pipes();
-    let copy_first = (session.relay_mode() == RelayMode::Auto).then(|| session.buffers());
     let up = splice::pump(
         &client,
         RelaySide::Client,

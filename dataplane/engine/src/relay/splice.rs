@@ -20,24 +20,40 @@
 //! closed instead of pooled.
 //!
 //! Copy until bulk (`relay = "auto"`, what HAProxy calls splice-auto): a
-//! direction starts with plain non-blocking `read(2)`/`write(2)` through a
-//! pooled 16 KiB buffer — one system call each way for a small message,
-//! where splice needs two plus a pipe — and switches to splice for good
-//! once [`BULK_STREAK`] reads in a row fill the whole buffer. The buffer is
-//! held only while bytes are in flight, like the pipe.
+//! direction starts by copying through a pooled 16 KiB buffer with io_uring
+//! receives and sends — one completion per small message, where splice
+//! needs two system calls plus a pipe — and switches to splice for good
+//! once [`BULK_STREAK`] reads in a row fill the whole buffer. The sockets
+//! are made non-blocking only then (splice needs it; io_uring does not).
+//! A copying direction keeps its receive posted, and so its buffer, only
+//! while bytes keep coming: quiet for [`HOT_FOR`] it withdraws the receive,
+//! returns the buffer and waits for readability holding nothing.
 #![allow(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{RefCell, UnsafeCell};
+use std::future::{Future, poll_fn};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
 
+use monoio::BufResult;
+use monoio::buf::{IoBuf, Slice};
+use monoio::io::{AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 
 use super::{Failure, IoOp, RelaySide, Turn};
 use crate::pool::BufPool;
 
 /// Full-buffer reads in a row after which a direction is bulk and splices.
 pub(crate) const BULK_STREAK: u32 = 2;
+
+/// How long a direction in the copy phase keeps its receive posted (and its
+/// buffer) with no bytes before it goes cold: quiet for between this and
+/// twice this, it holds nothing again.
+pub(crate) const HOT_FOR: Duration = Duration::from_millis(250);
 
 /// A pipe: both ends non-blocking, close-on-exec.
 #[derive(Debug)]
@@ -173,16 +189,61 @@ pub(crate) fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// One socket of a spliced session, shared by its two directions: one
+/// receives from it, the other sends to it.
+///
+/// monoio's stream operations take `&mut self`, and the two directions run
+/// as two futures of one task, so each needs its own way to the stream —
+/// what monoio's `OwnedReadHalf`/`OwnedWriteHalf` give through an
+/// `Rc<UnsafeCell<_>>`. This is the same cell without the `Rc` (the session
+/// owns both sockets and outlives both directions) and without the halves'
+/// `shutdown(2)` on drop (the relay sends its FINs itself).
+pub(crate) struct Socket(UnsafeCell<TcpStream>);
+
+impl Socket {
+    pub(crate) fn new(stream: TcpStream) -> Socket {
+        Socket(UnsafeCell::new(stream))
+    }
+
+    /// The stream, for readiness waits and raw descriptor system calls.
+    pub(crate) fn stream(&self) -> &TcpStream {
+        // SAFETY: a `Socket` lives on one core thread (`TcpStream` is not
+        // `Send`) and is neither moved nor dropped while borrowed. The only
+        // `&mut` made from the cell is in `recv` and `send`, which monoio
+        // uses to clone the descriptor into the operation it submits and
+        // then only holds: the same aliasing monoio's own split halves make.
+        unsafe { &*self.0.get() }
+    }
+
+    /// An io_uring receive into `buf` (a `recv` the driver emulates with
+    /// readiness under the legacy driver) that `cancel` can withdraw.
+    async fn recv(&self, buf: Vec<u8>, cancel: CancelHandle) -> BufResult<usize, Vec<u8>> {
+        // SAFETY: see `stream`; only one direction receives from a socket,
+        // so there is never more than one receive on it at a time.
+        let stream = unsafe { &mut *self.0.get() };
+        stream.cancelable_read(buf, cancel).await
+    }
+
+    /// An io_uring send of the slice.
+    async fn send(&self, buf: Slice<Vec<u8>>) -> BufResult<usize, Slice<Vec<u8>>> {
+        // SAFETY: see `stream`; only one direction sends to a socket.
+        let stream = unsafe { &mut *self.0.get() };
+        stream.write(buf).await
+    }
+}
+
 /// Moves bytes `src` → `dst` until `src` reaches end of stream, then sends
 /// FIN on `dst`. Calls `count` with every chunk delivered to `dst`.
 ///
-/// Both sockets must be non-blocking ([`set_nonblocking`]). Cancel-safe in
-/// the sense the engine needs: dropping the future closes a pipe that
-/// still holds bytes; it never blocks the thread.
+/// Without `copy_first` both sockets must already be non-blocking
+/// ([`set_nonblocking`]); with it the copy phase runs on the sockets as
+/// they are and the direction makes both non-blocking when it turns to
+/// splice. Cancel-safe in the sense the engine needs: dropping the future
+/// closes a pipe that still holds bytes; it never blocks the thread.
 pub(crate) async fn pump(
-    src: &TcpStream,
+    src: &Socket,
     src_side: RelaySide,
-    dst: &TcpStream,
+    dst: &Socket,
     dst_side: RelaySide,
     pipes: &PipePool,
     copy_first: Option<&BufPool>,
@@ -196,10 +257,14 @@ pub(crate) async fn pump(
     if let Some(bufs) = copy_first {
         let ended = copy_until_bulk(src, src_side, dst, dst_side, bufs, &mut count).await?;
         if ended {
-            let _ = shutdown_write(dst);
+            let _ = shutdown_write(dst.stream());
             return Ok(());
         }
+        for socket in [src, dst] {
+            set_nonblocking(socket.stream()).map_err(|e| Failure::Internal(e.kind()))?;
+        }
     }
+    let (src, dst) = (src.stream(), dst.stream());
     let mut loan = PipeLoan {
         pool: pipes,
         pipe: None,
@@ -254,117 +319,172 @@ pub(crate) async fn pump(
     Ok(())
 }
 
-/// The copy phase of `relay = "auto"`: relays with `read(2)`/`write(2)`
-/// through a pooled buffer until the direction proves to be bulk
-/// (`Ok(false)`: go on with splice) or the source ends (`Ok(true)`).
+/// How a hot spell of the copy phase ended.
+enum Spell {
+    /// Quiet for [`HOT_FOR`]: the receive was withdrawn, the buffer returned.
+    Cooled,
+    /// The source reached end of stream.
+    Ended,
+    /// [`BULK_STREAK`] full reads in a row: go on with splice.
+    Bulk,
+}
+
+/// The copy phase of `relay = "auto"`: relays through a pooled buffer until
+/// the direction proves to be bulk (`Ok(false)`: go on with splice) or the
+/// source ends (`Ok(true)`).
+///
+/// A cold direction holds nothing: it waits for readability (an io_uring
+/// `POLL_ADD`). Bytes make it hot: it takes a buffer and keeps an io_uring
+/// receive posted, so each message costs one completion and one send — no
+/// readiness round and no `read(2)`/`write(2)` of its own. After [`HOT_FOR`]
+/// to twice that without bytes it withdraws the receive, returns the buffer
+/// and is cold again: an idle session owns no buffer.
 async fn copy_until_bulk(
-    src: &TcpStream,
+    src: &Socket,
     src_side: RelaySide,
-    dst: &TcpStream,
+    dst: &Socket,
     dst_side: RelaySide,
     bufs: &BufPool,
     count: &mut impl FnMut(u64),
 ) -> Result<bool, Failure> {
-    let fail = |side, op, err: io::Error| Failure::Io {
-        side,
-        op,
-        kind: err.kind(),
-    };
     let mut streak = 0;
+    loop {
+        src.stream()
+            .readable(false)
+            .await
+            .map_err(|e| Failure::Io {
+                side: src_side,
+                op: IoOp::Read,
+                kind: e.kind(),
+            })?;
+        match hot_spell(src, src_side, dst, dst_side, bufs, &mut streak, count).await? {
+            Spell::Cooled => {}
+            Spell::Ended => return Ok(true),
+            Spell::Bulk => return Ok(false),
+        }
+    }
+}
+
+/// One hot spell of [`copy_until_bulk`]: a posted receive and a loaned
+/// buffer until the direction cools, ends or turns bulk.
+async fn hot_spell(
+    src: &Socket,
+    src_side: RelaySide,
+    dst: &Socket,
+    dst_side: RelaySide,
+    bufs: &BufPool,
+    streak: &mut u32,
+    count: &mut impl FnMut(u64),
+) -> Result<Spell, Failure> {
+    let mut loan = bufs.take();
+    let mut canceller = Canceller::new();
+    let mut quiet = pin!(monoio::time::sleep(HOT_FOR));
+    // Bytes since the quiet timer was last set: the timer is reset when it
+    // fires, not per message.
+    let mut active = false;
     let mut turn = Turn::default();
     loop {
-        let mut loan = bufs.take();
         let mut buf = loan.lend();
-        let read = read_into(src.as_raw_fd(), &mut buf);
-        let n = match read {
-            Ok(0) => return Ok(true),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Nothing to read: the buffer goes back while we wait.
-                loan.restore(buf);
-                drop(loan);
-                src.readable(false)
-                    .await
-                    .map_err(|e| fail(src_side, IoOp::Read, e))?;
-                turn.waited();
-                continue;
+        buf.clear();
+        let (read, buf) = {
+            let mut read = pin!(src.recv(buf, canceller.handle()));
+            loop {
+                let done = poll_fn(|cx| match read.as_mut().poll(cx) {
+                    Poll::Ready(done) => Poll::Ready(Some(done)),
+                    Poll::Pending => quiet.as_mut().poll(cx).map(|()| None),
+                })
+                .await;
+                match done {
+                    Some(done) => break done,
+                    // Bytes moved since the timer was set: stay hot.
+                    None if active => {
+                        active = false;
+                        quiet.as_mut().reset(Instant::now() + HOT_FOR);
+                    }
+                    None => {
+                        canceller = canceller.cancel();
+                        // Bytes that arrived before the withdrawal are kept.
+                        break read.await;
+                    }
+                }
             }
+        };
+        let n = match read {
+            Ok(0) => {
+                loan.restore(buf);
+                return Ok(Spell::Ended);
+            }
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 loan.restore(buf);
                 continue;
             }
-            Err(e) => return Err(fail(src_side, IoOp::Read, e)),
-        };
-        let mut sent = 0;
-        while sent < n {
-            match write_from(dst.as_raw_fd(), &buf[sent..n]) {
-                Ok(0) => {
-                    return Err(Failure::Io {
-                        side: dst_side,
-                        op: IoOp::Write,
-                        kind: io::ErrorKind::WriteZero,
-                    });
-                }
-                Ok(m) => {
-                    sent += m;
-                    count(m as u64);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    dst.writable(false)
-                        .await
-                        .map_err(|e| fail(dst_side, IoOp::Write, e))?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(fail(dst_side, IoOp::Write, e)),
+            // Withdrawn (quiet), or the other direction made the socket
+            // non-blocking and nothing is there: wait cold.
+            Err(e)
+                if e.raw_os_error() == Some(libc::ECANCELED)
+                    || e.kind() == io::ErrorKind::WouldBlock =>
+            {
+                loan.restore(buf);
+                return Ok(Spell::Cooled);
             }
-        }
+            Err(e) => {
+                loan.restore(buf);
+                return Err(Failure::Io {
+                    side: src_side,
+                    op: IoOp::Read,
+                    kind: e.kind(),
+                });
+            }
+        };
+        active = true;
         let full = n == buf.capacity();
+        let (sent, buf) = send_all(dst, dst_side, buf, count).await;
         loan.restore(buf);
-        drop(loan);
-        streak = if full { streak + 1 } else { 0 };
-        if streak >= BULK_STREAK {
-            return Ok(false);
+        sent?;
+        *streak = if full { *streak + 1 } else { 0 };
+        if *streak >= BULK_STREAK {
+            return Ok(Spell::Bulk);
         }
-        if full {
-            turn.moved(n as u64).await;
-        } else {
-            // A short read emptied the socket: wait for more instead of a
-            // `read` that would only say EAGAIN (one system call less per
-            // exchange).
-            src.readable(false)
-                .await
-                .map_err(|e| fail(src_side, IoOp::Read, e))?;
-            turn.waited();
-        }
+        turn.moved(n as u64).await;
     }
 }
-
-/// One non-blocking `read(2)` into the spare capacity of `buf`, which must
-/// be empty; on success `buf` holds the bytes read.
-fn read_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.clear();
-    // SAFETY: the pointer and length describe `buf`'s allocated capacity,
-    // which the kernel may write; the descriptor is open (the caller
-    // borrows its owner).
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
+/// Sends `buf` (its length is what was received) to `dst` with io_uring
+/// sends, counting each delivered chunk; waits for writability if the
+/// socket was made non-blocking and is full. Gives the buffer back either
+/// way.
+async fn send_all(
+    dst: &Socket,
+    dst_side: RelaySide,
+    mut buf: Vec<u8>,
+    count: &mut impl FnMut(u64),
+) -> (Result<(), Failure>, Vec<u8>) {
+    let fail = |kind| Failure::Io {
+        side: dst_side,
+        op: IoOp::Write,
+        kind,
+    };
+    let n = buf.len();
+    let mut sent = 0;
+    while sent < n {
+        let (result, slice) = dst.send(buf.slice(sent..n)).await;
+        buf = slice.into_inner();
+        match result {
+            Ok(0) => return (Err(fail(io::ErrorKind::WriteZero)), buf),
+            Ok(m) => {
+                sent += m;
+                count(m as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = dst.stream().writable(false).await {
+                    return (Err(fail(e.kind())), buf);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(fail(e.kind())), buf),
+        }
     }
-    let n = usize::try_from(n).unwrap_or(0).min(buf.capacity());
-    // SAFETY: the kernel initialized the first `n` bytes (n <= capacity).
-    unsafe { buf.set_len(n) };
-    Ok(n)
-}
-
-/// One non-blocking `write(2)` of `bytes`.
-fn write_from(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    // SAFETY: the pointer and length describe the initialized slice; the
-    // descriptor is open (the caller borrows its owner).
-    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(usize::try_from(n).unwrap_or(0))
+    (Ok(()), buf)
 }
 
 /// One non-blocking `splice(2)` of at most `len` bytes.
@@ -391,6 +511,97 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::cell::Cell;
+
+    use monoio::io::{AsyncReadRent, AsyncReadRentExt, AsyncWriteRentExt};
+    use monoio::net::TcpListener;
+    use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+    /// A connected loopback pair: (the relay's end, the peer's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (peer, accepted) = monoio::join!(TcpStream::connect(addr), listener.accept());
+        (accepted.unwrap().0, peer.unwrap())
+    }
+
+    /// Relays `src → dst` with the copy phase while the peers exchange
+    /// messages with pauses of `pauses_ms`; checks every byte arrives and,
+    /// after each pause longer than twice [`HOT_FOR`], that the direction
+    /// has given its buffer back.
+    async fn copy_phase_across_pauses(pauses_ms: &[u64]) {
+        let bufs = BufPool::new(4);
+        let pipes = PipePool::new(4, 65_536);
+        let (src_in, mut src_peer) = pair().await;
+        let (dst_in, mut dst_peer) = pair().await;
+        let (src, dst) = (Socket::new(src_in), Socket::new(dst_in));
+        let moved = Cell::new(0_u64);
+        let relay = pump(
+            &src,
+            RelaySide::Client,
+            &dst,
+            RelaySide::Backend,
+            &pipes,
+            Some(&bufs),
+            |n| moved.set(moved.get() + n),
+        );
+        let cold_after = 2 * HOT_FOR.as_millis() as u64 + 100;
+        let peers = async {
+            let mut sent = 0_u64;
+            for (round, &pause) in pauses_ms.iter().enumerate() {
+                let message = format!("message {round}").into_bytes();
+                sent += message.len() as u64;
+                let (wrote, _) = src_peer.write_all(message.clone()).await;
+                wrote.unwrap();
+                let reading = dst_peer.read_exact(vec![0; message.len()]);
+                let (read, got) = monoio::time::timeout(Duration::from_secs(5), reading)
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: no message within 5 s"));
+                read.unwrap();
+                assert_eq!(got, message, "round {round}: the bytes arrive whole");
+                assert_eq!(bufs.idle(), 0, "round {round}: hot, the buffer is on loan");
+                monoio::time::sleep(Duration::from_millis(pause)).await;
+                if pause >= cold_after {
+                    assert_eq!(bufs.idle(), 1, "round {round}: cold, the buffer is back");
+                }
+            }
+            drop(src_peer);
+            let reading = dst_peer.read(vec![0; 16]);
+            let (read, _) = monoio::time::timeout(Duration::from_secs(5), reading)
+                .await
+                .expect("the end of stream arrives within 5 s");
+            assert_eq!(read.unwrap(), 0, "the end of stream is passed on");
+            sent
+        };
+        let (relayed, sent) = monoio::join!(relay, peers);
+        relayed.unwrap();
+        assert_eq!(moved.get(), sent);
+        assert_eq!(bufs.idle(), 1, "the session ends with its buffer back");
+    }
+
+    /// Pauses around the hot window's edges: well past it (cold, then a
+    /// readiness wait wakes the direction) and just inside and outside
+    /// (bytes arriving while the receive is being withdrawn).
+    const PAUSES_MS: [u64; 9] = [650, 650, 240, 260, 490, 510, 530, 650, 0];
+
+    #[test]
+    fn copy_phase_goes_cold_when_quiet_and_loses_nothing_io_uring() {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(copy_phase_across_pauses(&PAUSES_MS));
+    }
+
+    #[test]
+    fn copy_phase_goes_cold_when_quiet_and_loses_nothing_legacy() {
+        RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(copy_phase_across_pauses(&PAUSES_MS));
+    }
 
     #[test]
     fn pipes_return_to_the_pool_only_when_empty() {
