@@ -212,6 +212,7 @@ pub fn engine_config(section: &EngineSection, cores: NonZeroUsize) -> EngineConf
     EngineConfig {
         cores: Some(cores),
         pin_cores: section.pin,
+        balance_accepts: section.balance_accepts,
         driver: match section.driver {
             config::Driver::Auto => gatehouse_engine::Driver::Auto,
             config::Driver::IoUring => gatehouse_engine::Driver::IoUring,

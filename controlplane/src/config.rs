@@ -231,6 +231,9 @@ pub struct EngineSection {
     pub cores: usize,
     /// Pin each data-plane thread to its own CPU. Default `false`.
     pub pin: bool,
+    /// A core that accepts a connection while another core owns fewer
+    /// sessions hands it to that core, once, at accept. Default `true`.
+    pub balance_accepts: bool,
     /// I/O driver. Default `auto` (io_uring, falling back to the legacy
     /// driver with a log line when io_uring is unavailable).
     pub driver: Driver,
@@ -260,6 +263,7 @@ impl Default for EngineSection {
         Self {
             cores: 0,
             pin: false,
+            balance_accepts: true,
             driver: Driver::Auto,
             relay: Relay::Auto,
             idle_timeout_secs: 0,

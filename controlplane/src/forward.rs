@@ -49,6 +49,11 @@ pub(crate) struct ForwardArgs {
     /// Pin core N to CPU N.
     #[arg(long)]
     pin: bool,
+    /// Keep each connection on the core the kernel's SO_REUSEPORT hash
+    /// chose (by default a core hands a just-accepted connection to a core
+    /// with fewer sessions).
+    #[arg(long)]
+    no_balance: bool,
 }
 
 impl ForwardArgs {
@@ -56,6 +61,7 @@ impl ForwardArgs {
         let mut config = EngineConfig {
             cores: self.cores,
             pin_cores: self.pin,
+            balance_accepts: !self.no_balance,
             driver: self.driver,
             relay: self.relay,
             ..EngineConfig::default()

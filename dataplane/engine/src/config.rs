@@ -45,6 +45,11 @@ pub struct EngineConfig {
     /// On shutdown, how long open sessions may run before they are cut.
     #[serde(with = "secs")]
     pub drain_deadline: Duration,
+    /// A core that accepts a connection while another core owns fewer
+    /// sessions hands it to that core (once, at accept), as HAProxy's
+    /// threads pick the least loaded one; off, each connection stays on the
+    /// core the kernel's `SO_REUSEPORT` hash chose.
+    pub balance_accepts: bool,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +65,7 @@ impl Default for EngineConfig {
             max_connections_per_core: 50_000,
             max_pending_handshakes_per_core: 4_096,
             drain_deadline: Duration::from_secs(30),
+            balance_accepts: true,
         }
     }
 }

@@ -14,7 +14,9 @@
 //! accept loops are cancelled and the listeners closed; open sessions run
 //! on. Cutting: the drain latch fires and every session task drops its
 //! handler future, which closes its sockets. Nothing here is shared with
-//! other cores; the only cross-thread traffic is the command channel.
+//! other cores but each core's count of open sessions (`balance`); the
+//! cross-thread traffic is the command channel and, when a core hands a
+//! just-accepted connection to a less loaded one, that core's inbox.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -30,6 +32,7 @@ use monoio::net::{TcpListener, TcpStream};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::{debug, info, warn};
 
+use crate::balance::{self, Balance, Handoff};
 use crate::config::{Driver, EngineConfig, RelayMode};
 use crate::counters::{CoreCounters, CoreStats, Refusal, bump};
 use crate::handler::{Conn, Handler, HandlerFactory, ListenerId};
@@ -73,6 +76,9 @@ pub(crate) struct CoreSetup<F> {
     pub(crate) factory: Arc<F>,
     pub(crate) commands: flume::Receiver<Command>,
     pub(crate) ready: mpsc::Sender<(CoreId, io::Result<()>)>,
+    /// Accept balancing with the other cores; `None`: keep every
+    /// connection (one core, or `balance_accepts` off).
+    pub(crate) balance: Option<Balance>,
 }
 
 /// The state of one core, shared by its tasks through an `Rc`.
@@ -94,10 +100,12 @@ pub(crate) struct CoreState {
     drain_until: Cell<Option<Instant>>,
     listeners_closed: Cell<bool>,
     acks: RefCell<Vec<flume::Sender<CoreId>>>,
+    /// The shared session counts and the other cores' inboxes.
+    balance: Option<balance::Peers>,
 }
 
 impl CoreState {
-    fn new(id: CoreId, config: &EngineConfig) -> CoreState {
+    fn new(id: CoreId, config: &EngineConfig, balance: Option<balance::Peers>) -> CoreState {
         CoreState {
             id,
             counters: CoreCounters::default(),
@@ -113,6 +121,21 @@ impl CoreState {
             drain_until: Cell::new(None),
             listeners_closed: Cell::new(false),
             acks: RefCell::new(Vec::new()),
+            balance,
+        }
+    }
+
+    /// One more session of this core counts in the shared loads.
+    fn owns_one_more(&self) {
+        if let Some(peers) = &self.balance {
+            peers.loads.add(usize::from(self.id.0));
+        }
+    }
+
+    /// A session of this core that counted in the shared loads is gone.
+    fn owns_one_less(&self) {
+        if let Some(peers) = &self.balance {
+            peers.loads.remove(usize::from(self.id.0));
         }
     }
 
@@ -186,9 +209,14 @@ async fn core_main<F: HandlerFactory>(setup: CoreSetup<F>) -> CoreStats {
         factory,
         commands,
         ready,
+        balance,
         ..
     } = setup;
-    let state = Rc::new(CoreState::new(id, &config));
+    let (shared, inbox) = match balance {
+        Some(Balance { peers, inbox }) => (Some(peers), Some(inbox)),
+        None => (None, None),
+    };
+    let state = Rc::new(CoreState::new(id, &config, shared));
     CURRENT.with(|slot| *slot.borrow_mut() = Some(Rc::downgrade(&state)));
     let counters = Rc::downgrade(&state);
     crate::counters::install_snapshot(Box::new(move || {
@@ -223,6 +251,9 @@ async fn core_main<F: HandlerFactory>(setup: CoreSetup<F>) -> CoreStats {
         })
         .collect();
     monoio::spawn(control_loop(state.clone(), commands));
+    if let Some(inbox) = inbox {
+        monoio::spawn(adopt_loop(state.clone(), handler.clone(), inbox));
+    }
     let _ = ready.send((id, Ok(())));
     debug!(core = id.0, "core_serving");
 
@@ -329,7 +360,13 @@ async fn accept_loop<H: Handler>(
             break;
         }
         match accepted {
-            Ok((stream, peer)) => admit(&state, &handler, stream, peer, listener_id, local),
+            Ok((stream, peer)) => {
+                let Some(stream) = hand_off(&state, stream, peer, listener_id, local) else {
+                    continue;
+                };
+                state.owns_one_more();
+                admit(&state, &handler, stream, peer, listener_id, local);
+            }
             Err(e) => {
                 bump(&state.counters.accept_errors, 1);
                 if is_resource_exhaustion(&e) {
@@ -343,6 +380,84 @@ async fn accept_loop<H: Handler>(
     }
 }
 
+/// Gives a connection this core just accepted to the least loaded core
+/// when that core owns fewer sessions (`None`: handed off); otherwise, or
+/// when the hand-off fails, gives it back to be served here.
+fn hand_off(
+    state: &CoreState,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerId,
+    local: SocketAddr,
+) -> Option<TcpStream> {
+    let Some(peers) = &state.balance else {
+        return Some(stream);
+    };
+    let loads = &peers.loads;
+    let Some(target) = loads.pick(usize::from(state.id.0)) else {
+        return Some(stream);
+    };
+    let Some(inbox) = peers.inboxes.get(target) else {
+        return Some(stream);
+    };
+    loads.add(target);
+    let handoff = Handoff {
+        stream: balance::detach(stream),
+        peer,
+        listener,
+        local,
+    };
+    match inbox.send(handoff) {
+        Ok(()) => {
+            bump(&state.counters.handed_off, 1);
+            debug!(core = state.id.0, to = target, peer = %peer, "handed_off");
+            None
+        }
+        Err(flume::SendError(handoff)) => {
+            // The target core is gone (shutting down): serve it here.
+            loads.remove(target);
+            match TcpStream::from_std(handoff.stream) {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    warn!(core = state.id.0, peer = %peer, error = %e, "adopt_failed");
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Serves the connections other cores hand to this one.
+async fn adopt_loop<H: Handler>(
+    state: Rc<CoreState>,
+    handler: Rc<H>,
+    inbox: flume::Receiver<Handoff>,
+) {
+    while let Ok(handoff) = inbox.recv_async().await {
+        let Handoff {
+            stream,
+            peer,
+            listener,
+            local,
+        } = handoff;
+        if state.stop.is_fired() {
+            // Draining: no new sessions (dropping the stream closes it).
+            state.owns_one_less();
+            continue;
+        }
+        match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                bump(&state.counters.adopted, 1);
+                admit(&state, &handler, stream, peer, listener, local);
+            }
+            Err(e) => {
+                state.owns_one_less();
+                warn!(core = state.id.0, peer = %peer, error = %e, "adopt_failed");
+            }
+        }
+    }
+}
+
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -350,8 +465,9 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     )
 }
 
-/// Admits an accepted connection, or closes it at once when the core is at
-/// one of its limits (never queued).
+/// Admits an accepted (or adopted) connection, already counted in the
+/// shared loads, or closes it at once when the core is at one of its
+/// limits (never queued).
 fn admit<H: Handler>(
     state: &Rc<CoreState>,
     handler: &Rc<H>,
@@ -380,6 +496,7 @@ fn admit<H: Handler>(
             "deny"
         );
         drop(stream);
+        state.owns_one_less();
         return;
     }
     let conn = ConnId(state.next_conn.get());
@@ -437,6 +554,7 @@ async fn run_session<H: Handler>(
         duration_ms = session.started().elapsed().as_millis() as u64,
         "session_closed"
     );
+    state.owns_one_less();
 }
 
 /// Completes once no byte has moved either way for `idle`.

@@ -82,6 +82,8 @@ pub(crate) struct CoreCounters {
     pub(crate) bytes_down: Cell<u64>,
     pub(crate) kills: Cell<u64>,
     pub(crate) reports_dropped: Cell<u64>,
+    pub(crate) handed_off: Cell<u64>,
+    pub(crate) adopted: Cell<u64>,
     pub(crate) refusals: RefCell<RefusalCounts>,
 }
 
@@ -117,6 +119,8 @@ impl CoreCounters {
             bytes_down: self.bytes_down.get(),
             kills: self.kills.get(),
             reports_dropped: self.reports_dropped.get(),
+            handed_off: self.handed_off.get(),
+            adopted: self.adopted.get(),
             refusals: *self.refusals.borrow(),
         }
     }
@@ -158,6 +162,11 @@ pub struct CoreStats {
     pub kills: u64,
     /// Session reports (opened, closed) dropped on a full channel.
     pub reports_dropped: u64,
+    /// Connections this core accepted and handed to a less loaded core.
+    pub handed_off: u64,
+    /// Connections another core accepted and handed to this one (counted
+    /// in `accepted` too).
+    pub adopted: u64,
     /// Connections a handler refused, by `reason` (detection, TLS, SOCKS,
     /// ticket redemption): see [`RefusalCounts::get`].
     pub refusals: RefusalCounts,
@@ -185,6 +194,8 @@ impl CoreStats {
             sum.bytes_down += s.bytes_down;
             sum.kills += s.kills;
             sum.reports_dropped += s.reports_dropped;
+            sum.handed_off += s.handed_off;
+            sum.adopted += s.adopted;
             for (reason, count) in s.refusals.iter() {
                 sum.refusals.add(reason, count);
             }
@@ -208,6 +219,8 @@ impl CoreStats {
             bytes_down: 0,
             kills: 0,
             reports_dropped: 0,
+            handed_off: 0,
+            adopted: 0,
             refusals: RefusalCounts::default(),
         }
     }
@@ -293,7 +306,7 @@ impl fmt::Debug for RefusalCounts {
 /// | ids | meaning |
 /// |---|---|
 /// | 0 | [`ANSWER_LEN`]: pairs in the whole answer, this one included |
-/// | 1..=13 | [`CoreStats`] fields, see [`CORE`] |
+/// | 1..=15 | [`CoreStats`] fields, see [`CORE`] |
 /// | 32..=38 | [`ChannelRedeemerStats`] fields, see [`CHANNEL`] |
 /// | 256 + i | refusals with reason [`REFUSAL_REASONS`]`[i]` |
 ///
@@ -356,6 +369,8 @@ pub mod counter_ids {
     const REFUSALS: &str = "Connections refused, by reason.";
     const BYTES: &str = "Bytes relayed, by direction (up: client to back end).";
     const ENDS: &str = "Sessions ended, by how.";
+    const HANDOFFS: &str =
+        "Connections handed to a less loaded core at accept (out) or taken from another core (in).";
     const CHANNEL_EVENTS: &str = "Channel events seen by the core's redeemer, by kind.";
 
     /// The [`CoreStats`](crate::CoreStats) counters (refusals at accept are
@@ -445,6 +460,20 @@ pub mod counter_ids {
             Counter,
             None,
             "Session reports dropped on a full channel.",
+        ),
+        spec(
+            14,
+            "gatehouse_core_handoffs_total",
+            Counter,
+            Some(("way", "out")),
+            HANDOFFS,
+        ),
+        spec(
+            15,
+            "gatehouse_core_handoffs_total",
+            Counter,
+            Some(("way", "in")),
+            HANDOFFS,
         ),
     ];
 
@@ -609,6 +638,8 @@ pub fn answer_pairs(stats: &CoreStats, channel: &ChannelRedeemerStats) -> Vec<(C
         stats.bytes_down,
         stats.kills,
         stats.reports_dropped,
+        stats.handed_off,
+        stats.adopted,
     ];
     let chan = [
         channel.stray_verdicts,

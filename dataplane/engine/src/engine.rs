@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use gatehouse_channel::CoreId;
 use tracing::{info, warn};
 
+use crate::balance::Balance;
 use crate::config::{ConfigError, Driver, EngineConfig};
 use crate::core::{self, Command, CoreSetup};
 use crate::counters::CoreStats;
@@ -113,6 +114,11 @@ impl Engine {
             driver,
         };
         let mut senders = Vec::with_capacity(cores);
+        let mut balances = config
+            .balance_accepts
+            .then(|| Balance::for_cores(cores))
+            .flatten()
+            .map(Vec::into_iter);
         for (index, listeners) in per_core.into_iter().enumerate() {
             let id = CoreId(u16::try_from(index).unwrap_or(u16::MAX));
             let (tx, rx) = flume::unbounded();
@@ -125,6 +131,7 @@ impl Engine {
                 factory: factory.clone(),
                 commands: rx,
                 ready: ready_tx.clone(),
+                balance: balances.as_mut().and_then(Iterator::next),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("gatehouse-core-{index}"))

@@ -20,6 +20,9 @@
 //!   io_uring (or the legacy epoll driver: forced, or when io_uring is
 //!   unavailable), owns one listener per address and shares nothing with
 //!   the others on the hot path: counters are `Cell`s, pools are per core.
+//!   The one thing cores share is each core's count of open sessions: a
+//!   core that accepts a connection while another owns fewer hands it over
+//!   once, at accept (`balance_accepts`, on by default).
 //! - Each accepted connection gets a task, a [`Session`] and a call to
 //!   [`Handler::handle`]. The core enforces `max_connections_per_core` and
 //!   `max_pending_handshakes_per_core` at accept (over the limit: accept and
@@ -38,10 +41,12 @@
 //! them).
 //!
 //! `unsafe` is denied except in the relay's zero-copy module (`splice`
-//! system calls on raw descriptors) and `rent` (byte views of monoio's
-//! rented buffers for the TLS stream), each block with a `// SAFETY:` note.
+//! system calls on raw descriptors), `rent` (byte views of monoio's
+//! rented buffers for the TLS stream) and `balance` (a descriptor leaving
+//! one core's runtime for another's), each block with a `// SAFETY:` note.
 #![deny(unsafe_code)]
 
+mod balance;
 pub mod cgp;
 mod config;
 pub mod connector;
