@@ -13,7 +13,7 @@
 # Usage: perf/idle_memory.sh [--report FILE]   (appends a Markdown section)
 # Knobs (environment): IDLE_CONNECTIONS (10000, lowered to what the descriptor
 # limit allows), IDLE_HOLD (15 s, at least 10), IDLE_SOURCES (1 loopback source address;
-# more spreads the client ports), IDLE_RELAYS ("gatehouse haproxy"),
+# more spreads the client ports), IDLE_PING (0 bytes sent per connection), IDLE_RELAYS ("gatehouse haproxy"),
 # GATEHOUSE_CORES (2), PORT_BASE (23150), SKIP_BUILD (0), GATEHOUSE_BIN
 # (target/release/gatehouse), GATEHOUSE_LOG (warn).
 set -euo pipefail
@@ -24,6 +24,10 @@ IDLE_HOLD=${IDLE_HOLD:-15}
 # the wait for its descriptor count to settle.
 ((IDLE_HOLD >= 10)) || IDLE_HOLD=10
 IDLE_SOURCES=${IDLE_SOURCES:-1}
+# Bytes each connection sends right after it opens (0: none). With bytes, the
+# sessions were active once and went quiet: the relay is read 1 s after the
+# connections settle, past gatehouse's 250-500 ms hot window.
+IDLE_PING=${IDLE_PING:-0}
 IDLE_RELAYS=${IDLE_RELAYS:-gatehouse haproxy}
 GATEHOUSE_CORES=${GATEHOUSE_CORES:-2}
 PORT_BASE=${PORT_BASE:-23150}
@@ -105,7 +109,7 @@ measure() {
     sink_fd0=$(fd_count "$sink_pid")
 
     "$LOAD" --json idle --target "127.0.0.1:$RELAY_PORT" --connections "$n" \
-        --hold "$IDLE_HOLD" --sources "$IDLE_SOURCES" >"$WORK/idle.json" 2>"$WORK/idle.err" &
+        --hold "$IDLE_HOLD" --sources "$IDLE_SOURCES" --ping "$IDLE_PING" >"$WORK/idle.json" 2>"$WORK/idle.err" &
     idle_pid=$!
     STARTED+=("$idle_pid")
     for ((i = 0; i < 1200; i++)); do
@@ -123,6 +127,7 @@ measure() {
         if [[ $fd1 == "$last" ]]; then same=$((same + 1)); else same=0; fi
         last=$fd1
     done
+    ((IDLE_PING > 0)) && sleep 1
     rss1=$(rss_kib "$pid")
     fd1=$(fd_count "$pid")
     sink_fd1=$(fd_count "$sink_pid")
@@ -157,6 +162,12 @@ SECTION=$WORK/section.md
     echo "RSS is user-space memory only: kernel socket buffers are not in it. Descriptor"
     echo "limit: $FD_LIMIT (a relayed session needs at least two descriptors in the relay, so"
     echo "the connection count is capped to fit it)."
+    if ((IDLE_PING > 0)); then
+        echo "Each connection sent $IDLE_PING bytes right after it opened (\`IDLE_PING\`): sessions that"
+        echo "were active once and went quiet; RSS read 1 s after the descriptor count settled."
+    else
+        echo "The connections send nothing (\`IDLE_PING=1024\` measures sessions that were active once)."
+    fi
     echo
     echo "| relay | connections opened | sessions at the sink | still open after hold | RSS before KiB | RSS after KiB | KiB / connection | descriptors / connection | target ≤ 16 KiB |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"

@@ -201,6 +201,9 @@ pub struct IdleArgs {
     /// Loopback source addresses to spread over (127.0.0.1..=N; 1 = kernel's choice).
     #[arg(long, default_value = "1")]
     pub sources: u8,
+    /// Bytes each connection sends right after it opens (0: send nothing).
+    #[arg(long, default_value = "0", value_parser = parse_ping)]
+    pub ping: usize,
 }
 
 impl StreamArgs {
@@ -285,6 +288,7 @@ impl IdleArgs {
             connections: self.connections.get(),
             hold: self.hold,
             sources: self.sources,
+            ping: self.ping,
         }
     }
 }
@@ -334,6 +338,14 @@ fn parse_pipeline(text: &str) -> Result<usize, String> {
 }
 
 /// A byte count from 1 to 16 MiB.
+/// Like [`parse_size`], 0 included.
+fn parse_ping(text: &str) -> Result<usize, String> {
+    match text {
+        "0" => Ok(0),
+        _ => parse_size(text),
+    }
+}
+
 fn parse_size(text: &str) -> Result<usize, String> {
     let size: usize = text
         .parse()

@@ -1,5 +1,6 @@
-//! `idle`: open many connections, send nothing, hold them, then check how
-//! many the relay kept open. `perf/idle_memory.sh` reads the relay's RSS and
+//! `idle`: open many connections, send nothing (or `ping` bytes each, right
+//! after it opens: a session that was active and went quiet), hold them,
+//! then check how many the relay kept open. `perf/idle_memory.sh` reads the relay's RSS and
 //! descriptor count while they are held.
 //!
 //! Connections open one after another from one thread (loopback connects
@@ -9,7 +10,7 @@
 //! range is available.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub struct IdleConfig {
     pub hold: Duration,
     /// Number of loopback source addresses (1 = let the kernel choose).
     pub sources: u8,
+    /// Bytes each connection sends right after it opens (0: none).
+    pub ping: usize,
 }
 
 /// What happened.
@@ -60,6 +63,7 @@ impl IdleReport {
             .str("mode", "idle")
             .str("target", &self.config.target.to_string())
             .int("connections", self.config.connections as u64)
+            .int("ping", self.config.ping as u64)
             .int("opened", self.opened as u64)
             .num("open_s", self.open_time.as_secs_f64())
             .num("hold_s", self.config.hold.as_secs_f64())
@@ -91,12 +95,16 @@ pub fn run(config: &IdleConfig, on_open: impl FnOnce(usize)) -> IdleReport {
     let mut streams = Vec::with_capacity(config.connections);
     let mut errors = ErrorTally::default();
     let mut failures_in_a_row = 0;
+    let ping = vec![0x5a_u8; config.ping];
     for i in 0..config.connections {
         if began.elapsed() > OPEN_DEADLINE {
             break;
         }
         match net::connect(config.target, source_for(i, config.sources)) {
-            Ok(stream) => {
+            Ok(mut stream) => {
+                if !ping.is_empty() && stream.write_all(&ping).is_err() {
+                    errors.io += 1;
+                }
                 streams.push(stream);
                 failures_in_a_row = 0;
             }

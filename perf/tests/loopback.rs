@@ -144,6 +144,7 @@ fn idle_holds_connections_open_at_the_sink() {
         connections: 200,
         hold: Duration::from_millis(300),
         sources: 2,
+        ping: 0,
     };
     let mut announced = 0;
     let report = idle::run(&config, |opened| announced = opened);
@@ -153,7 +154,24 @@ fn idle_holds_connections_open_at_the_sink() {
         "{report}"
     );
     assert_eq!(sink.stats().accepted.load(Ordering::Relaxed), 200);
+    assert_eq!(sink.stats().bytes.load(Ordering::Relaxed), 0);
     assert_eq!(report.errors.total(), 0);
+}
+
+#[test]
+fn idle_with_a_ping_sends_it_once_per_connection() {
+    let sink = start(Role::Sink);
+    let config = IdleConfig {
+        target: sink.local_addr(),
+        connections: 50,
+        hold: Duration::from_millis(300),
+        sources: 1,
+        ping: 1_024,
+    };
+    let report = idle::run(&config, |_| {});
+    assert_eq!((report.opened, report.still_open), (50, 50), "{report}");
+    assert_eq!(report.errors.total(), 0);
+    assert_eq!(sink.stats().bytes.load(Ordering::Relaxed), 50 * 1_024);
 }
 
 /// A port nothing listens on: bind, read the port, close.
