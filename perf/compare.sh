@@ -13,7 +13,7 @@
 # below the ephemeral range so a dead port cannot self-connect),
 # GATEHOUSE_CORES (2), GATEHOUSE_RELAYS ("auto splice copy"; used when
 # `gatehouse forward` has --relay), HAPROXY_THREADS (2), SKIP_BUILD (0),
-# SKIP_IDLE (0), REPORT (perf/reports/<date>-compare.md), GATEHOUSE_BIN
+# SKIP_IDLE (0), REPORT (perf/reports/<date>-compare.md, or -2, -3 ... when taken), GATEHOUSE_BIN
 # (target/release/gatehouse; another build to compare), GATEHOUSE_LOG (warn:
 # the RUST_LOG filter of gatehouse forward).
 #
@@ -35,7 +35,7 @@ cd "$REPO"
 # shellcheck source=perf/lib.sh
 source "$REPO/perf/lib.sh"
 DATE=$(date -u +%Y-%m-%d)
-REPORT=${REPORT:-perf/reports/$DATE-compare.md}
+REPORT=${REPORT:-$(free_report "perf/reports/$DATE-compare")}
 LOAD=$REPO/target/release/gatehouse-load
 GATEHOUSE=${GATEHOUSE_BIN:-$REPO/target/release/gatehouse}
 # HAProxy runs without logs; gatehouse logs one event per session at info,

@@ -62,3 +62,11 @@ pass_if() { # pass_if VALUE OP LIMIT -> PASS / FAIL / n/a
     awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
         ok = (op == ">=") ? (v >= l) : (v <= l); print ok ? "PASS" : "FAIL" }'
 }
+free_report() { # free_report BASE: BASE.md, or BASE-2.md, BASE-3.md, ... whichever does not exist yet
+    local path=$1.md n=2
+    while [[ -e $path ]]; do
+        path=$1-$n.md
+        n=$((n + 1))
+    done
+    echo "$path"
+}

@@ -13,7 +13,7 @@
 #     call's own functions vs the rest of the kernel (the TCP/IP stack).
 #
 # Knobs (environment): SECONDS_PER_RUN (6), PROFILE_SECONDS (4), CORES (2),
-# PORT_BASE (23300), SKIP_BUILD (0), REPORT (perf/reports/<date>-bulk-profile.md).
+# PORT_BASE (23300), SKIP_BUILD (0), REPORT (perf/reports/<date>-bulk-profile.md, or -2, -3 ... when taken).
 # Needs `perf` (Debian package linux-perf; installed when missing) and
 # perf_event_paranoid <= 2 with root, or -1. Every process it starts is
 # stopped by PID on exit. Run time: about 30 s plus the build.
@@ -30,7 +30,7 @@ cd "$REPO"
 # shellcheck source=perf/lib.sh
 source "$REPO/perf/lib.sh"
 DATE=$(date -u +%Y-%m-%d)
-REPORT=${REPORT:-perf/reports/$DATE-bulk-profile.md}
+REPORT=${REPORT:-$(free_report "perf/reports/$DATE-bulk-profile")}
 LOAD=$REPO/target/release/gatehouse-load
 GATEHOUSE=$REPO/target/release/gatehouse
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-profile.XXXXXX")

@@ -40,9 +40,9 @@ cd "$REPO"
 source "$REPO/perf/lib.sh"
 DATE=$(date -u +%Y-%m-%d)
 if [[ $CONNECTOR == process ]]; then
-    REPORT=${REPORT:-perf/reports/$DATE-s2c-connector.md}
+    REPORT=${REPORT:-$(free_report "perf/reports/$DATE-s2c-connector")}
 else
-    REPORT=${REPORT:-perf/reports/$DATE-s2c.md}
+    REPORT=${REPORT:-$(free_report "perf/reports/$DATE-s2c")}
 fi
 BIN_DIR=${BIN_DIR:-$REPO/target/release}
 LOAD=$BIN_DIR/gatehouse-load

@@ -24,7 +24,7 @@
 # GATEHOUSE_CORES (0 = one per CPU), DANTE_PROCESSES (2, danted -N),
 # DANTE_SETTLE (65: seconds between a dante run and the next round),
 # HAPROXY_THREADS (2), LOAD_THREADS (2), SKIP_BUILD (0), REPORT
-# (perf/reports/<date>-socks-compare.md), GATEHOUSE_BIN
+# (perf/reports/<date>-socks-compare.md, or -2, -3 ... when taken), GATEHOUSE_BIN
 # (target/release/gatehouse), GATEHOUSE_LOG (warn).
 #
 # Every process it starts is stopped by PID on exit. Run time with the
@@ -53,7 +53,7 @@ cd "$REPO"
 # shellcheck source=perf/lib.sh
 source "$REPO/perf/lib.sh"
 DATE=$(date -u +%Y-%m-%d)
-REPORT=${REPORT:-perf/reports/$DATE-socks-compare.md}
+REPORT=${REPORT:-$(free_report "perf/reports/$DATE-socks-compare")}
 LOAD=$REPO/target/release/gatehouse-load
 GATEHOUSE=${GATEHOUSE_BIN:-$REPO/target/release/gatehouse}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-socks-compare.XXXXXX")

@@ -42,8 +42,9 @@
 //!
 //! `unsafe` is denied except in the relay's zero-copy module (`splice`
 //! system calls on raw descriptors), `rent` (byte views of monoio's
-//! rented buffers for the TLS stream) and `balance` (a descriptor leaving
-//! one core's runtime for another's), each block with a `// SAFETY:` note.
+//! rented buffers for the TLS stream), `balance` (a descriptor leaving
+//! one core's runtime for another's) and `pool` (`madvise` of free relay
+//! buffers), each block with a `// SAFETY:` note.
 #![deny(unsafe_code)]
 
 mod balance;

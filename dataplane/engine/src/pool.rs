@@ -6,14 +6,28 @@
 //! direction and gives it back when the direction ends; the free list keeps
 //! at most `keep` buffers so a burst does not pin memory forever.
 //!
+//! Nor does a burst pin resident memory: past the first [`RESIDENT`] free
+//! buffers (kept ready, no page faults on reuse), a returned buffer's
+//! pages go back to the kernel (`madvise(MADV_DONTNEED)`) before it joins
+//! the free list or is freed. Freeing alone would not do it: the allocator
+//! keeps freed pages resident until its thread allocates again, and an
+//! idle core does not. So 10,000 sessions that were all busy at once and
+//! went quiet cost what 10,000 sessions that never were cost, plus at most
+//! `RESIDENT` buffers per core.
+//!
 //! A buffer that is inside an in-flight operation when its session is
 //! cancelled belongs to the driver until the kernel completes; it is freed
 //! then instead of returning here, which is rare and harmless.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 /// Capacity of every pooled buffer: one TLS record of plaintext.
 pub const BUF_SIZE: usize = 16 * 1_024;
+
+/// Free buffers a pool keeps resident; the rest of its free list holds no
+/// pages until used again.
+pub const RESIDENT: usize = 16;
 
 /// A core's free list of relay buffers. Not `Send`: one per core.
 #[derive(Debug)]
@@ -52,9 +66,12 @@ impl BufPool {
 
     fn give(&self, mut buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
+        buf.clear();
+        if free.len() >= RESIDENT {
+            discard_pages(&mut buf);
+        }
         // A buffer that some caller grew or shrank is not ours to keep.
         if buf.capacity() == BUF_SIZE && free.len() < self.keep {
-            buf.clear();
             free.push(buf);
         }
     }
@@ -91,9 +108,97 @@ impl Drop for PooledBuf<'_> {
     }
 }
 
+/// Gives the whole pages inside `buf`'s capacity back to the kernel: they
+/// read as zeros when next touched, and hold no memory until then. `buf`
+/// must be empty (its bytes are not kept).
+#[allow(unsafe_code)]
+fn discard_pages(buf: &mut Vec<u8>) {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    let page = *PAGE.get_or_init(|| {
+        // SAFETY: sysconf reads a system constant; no memory is involved.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size)
+            .ok()
+            .filter(|&s| s > 0)
+            .unwrap_or(4_096)
+    });
+    buf.clear();
+    let start = buf.as_mut_ptr() as usize;
+    let end = start + buf.capacity();
+    let first = start.next_multiple_of(page);
+    let last = end - end % page;
+    if last > first {
+        // SAFETY: [first, last) lies inside the allocation `buf` owns
+        // exclusively (its capacity) and is page-aligned. The heap is
+        // private anonymous memory, for which MADV_DONTNEED only makes the
+        // pages read as zeros when next touched; the buffer is empty, so no
+        // byte of it is relied on, and the allocator keeps nothing inside
+        // a block it has handed out. A failure leaves the pages as they
+        // were, which is harmless.
+        let _ = unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pages of `buf`'s capacity resident in memory (`mincore`).
+    #[allow(unsafe_code)]
+    fn resident_pages(buf: &Vec<u8>) -> usize {
+        // SAFETY: sysconf reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let start = (buf.as_ptr() as usize).next_multiple_of(page);
+        let end = buf.as_ptr() as usize + buf.capacity();
+        let pages = (end - start) / page;
+        let mut vec = vec![0_u8; pages];
+        // SAFETY: the range is page-aligned and inside `buf`'s allocation;
+        // `vec` has one byte per page, as mincore writes.
+        let rc =
+            unsafe { libc::mincore(start as *mut libc::c_void, pages * page, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        vec.iter().filter(|&&b| b & 1 == 1).count()
+    }
+
+    #[test]
+    fn past_the_resident_few_returned_buffers_give_their_pages_back() {
+        let pool = BufPool::new(RESIDENT + 8);
+        let mut loans: Vec<_> = (0..RESIDENT + 4).map(|_| pool.take()).collect();
+        let mut bufs: Vec<Vec<u8>> = loans.iter_mut().map(PooledBuf::lend).collect();
+        for buf in &mut bufs {
+            buf.resize(BUF_SIZE, 0xa5);
+            assert!(resident_pages(buf) >= 3, "written pages are resident");
+        }
+        for (loan, buf) in loans.iter_mut().zip(bufs) {
+            loan.restore(buf);
+        }
+        drop(loans);
+        assert_eq!(pool.idle(), RESIDENT + 4);
+        let free = pool.free.borrow();
+        let (kept, discarded) = free.split_at(RESIDENT);
+        assert!(
+            kept.iter().all(|b| resident_pages(b) >= 3),
+            "the first few stay resident"
+        );
+        assert!(
+            discarded.iter().all(|b| resident_pages(b) == 0),
+            "the rest hold no pages"
+        );
+        drop(free);
+        // A discarded buffer is an ordinary buffer again when taken.
+        let mut loan = pool.take();
+        let mut buf = loan.lend();
+        assert_eq!((buf.len(), buf.capacity()), (0, BUF_SIZE));
+        buf.extend_from_slice(&[7; BUF_SIZE]);
+        assert!(buf.iter().all(|&b| b == 7));
+        loan.restore(buf);
+    }
 
     #[test]
     fn returned_buffers_are_reused_empty() {

@@ -357,7 +357,18 @@ async fn copy_until_bulk(
                 op: IoOp::Read,
                 kind: e.kind(),
             })?;
-        match hot_spell(src, src_side, dst, dst_side, bufs, &mut streak, count).await? {
+        // Boxed: the spell's state (posted receive, timer, send) is a few
+        // KiB; inline it would sit in every idle session's task too.
+        let spell = Box::pin(hot_spell(
+            src,
+            src_side,
+            dst,
+            dst_side,
+            bufs,
+            &mut streak,
+            count,
+        ));
+        match spell.await? {
             Spell::Cooled => {}
             Spell::Ended => return Ok(true),
             Spell::Bulk => return Ok(false),
