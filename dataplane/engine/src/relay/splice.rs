@@ -348,6 +348,10 @@ async fn copy_until_bulk(
     count: &mut impl FnMut(u64),
 ) -> Result<bool, Failure> {
     let mut streak = 0;
+    // When the last message went through: a second one within HOT_FOR
+    // makes the direction hot. A lone message (a request, a close) takes
+    // the cheap way and costs no posted receive, timer or spell state.
+    let mut last_message: Option<Instant> = None;
     loop {
         src.stream()
             .readable(false)
@@ -357,6 +361,20 @@ async fn copy_until_bulk(
                 op: IoOp::Read,
                 kind: e.kind(),
             })?;
+        if last_message.is_none_or(|at| at.elapsed() >= HOT_FOR) {
+            match one_message(src, src_side, dst, dst_side, bufs, count).await? {
+                Moved::Nothing => {}
+                Moved::Ended => return Ok(true),
+                Moved::Bytes { full } => {
+                    streak = if full { streak + 1 } else { 0 };
+                    if streak >= BULK_STREAK {
+                        return Ok(false);
+                    }
+                    last_message = Some(Instant::now());
+                }
+            }
+            continue;
+        }
         // Boxed: the spell's state (posted receive, timer, send) is a few
         // KiB; inline it would sit in every idle session's task too.
         let spell = Box::pin(hot_spell(
@@ -369,11 +387,87 @@ async fn copy_until_bulk(
             count,
         ));
         match spell.await? {
-            Spell::Cooled => {}
+            Spell::Cooled => last_message = None,
             Spell::Ended => return Ok(true),
             Spell::Bulk => return Ok(false),
         }
     }
+}
+
+/// What [`one_message`] did.
+enum Moved {
+    /// Nothing was there after all (a spurious wake-up).
+    Nothing,
+    /// The source reached end of stream.
+    Ended,
+    /// Bytes went through; `full`: they filled the buffer.
+    Bytes { full: bool },
+}
+
+/// Relays what a readable source holds with one `recv(2)` and one
+/// `send(2)` (both `MSG_DONTWAIT`: the sockets may still be blocking), the
+/// rest of a short send through io_uring sends.
+async fn one_message(
+    src: &Socket,
+    src_side: RelaySide,
+    dst: &Socket,
+    dst_side: RelaySide,
+    bufs: &BufPool,
+    count: &mut impl FnMut(u64),
+) -> Result<Moved, Failure> {
+    let mut loan = bufs.take();
+    let mut buf = loan.lend();
+    let n = match recv_now(src.stream().as_raw_fd(), &mut buf) {
+        Ok(0) => {
+            loan.restore(buf);
+            return Ok(Moved::Ended);
+        }
+        Ok(n) => n,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            loan.restore(buf);
+            return Ok(Moved::Nothing);
+        }
+        Err(e) => {
+            loan.restore(buf);
+            return Err(Failure::Io {
+                side: src_side,
+                op: IoOp::Read,
+                kind: e.kind(),
+            });
+        }
+    };
+    let full = n == buf.capacity();
+    let sent = match send_now(dst.stream().as_raw_fd(), &buf) {
+        Ok(m) => m.min(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            0
+        }
+        Err(e) => {
+            loan.restore(buf);
+            return Err(Failure::Io {
+                side: dst_side,
+                op: IoOp::Write,
+                kind: e.kind(),
+            });
+        }
+    };
+    if sent > 0 {
+        count(sent as u64);
+    }
+    let (result, buf) = send_all(dst, dst_side, buf, sent, count).await;
+    loan.restore(buf);
+    result?;
+    Ok(Moved::Bytes { full })
 }
 
 /// One hot spell of [`copy_until_bulk`]: a posted receive and a loaned
@@ -450,7 +544,7 @@ async fn hot_spell(
         };
         active = true;
         let full = n == buf.capacity();
-        let (sent, buf) = send_all(dst, dst_side, buf, count).await;
+        let (sent, buf) = send_all(dst, dst_side, buf, 0, count).await;
         loan.restore(buf);
         sent?;
         *streak = if full { *streak + 1 } else { 0 };
@@ -460,14 +554,15 @@ async fn hot_spell(
         turn.moved(n as u64).await;
     }
 }
-/// Sends `buf` (its length is what was received) to `dst` with io_uring
-/// sends, counting each delivered chunk; waits for writability if the
-/// socket was made non-blocking and is full. Gives the buffer back either
-/// way.
+/// Sends `buf` from byte `sent` on (its length is what was received) to
+/// `dst` with io_uring sends, counting each delivered chunk; waits for
+/// writability if the socket was made non-blocking and is full. Gives the
+/// buffer back either way.
 async fn send_all(
     dst: &Socket,
     dst_side: RelaySide,
     mut buf: Vec<u8>,
+    mut sent: usize,
     count: &mut impl FnMut(u64),
 ) -> (Result<(), Failure>, Vec<u8>) {
     let fail = |kind| Failure::Io {
@@ -476,7 +571,6 @@ async fn send_all(
         kind,
     };
     let n = buf.len();
-    let mut sent = 0;
     while sent < n {
         let (result, slice) = dst.send(buf.slice(sent..n)).await;
         buf = slice.into_inner();
@@ -496,6 +590,50 @@ async fn send_all(
         }
     }
     (Ok(()), buf)
+}
+
+/// One `recv(2)` that never blocks (`MSG_DONTWAIT`, whatever the socket's
+/// mode) into the spare capacity of `buf`; on success `buf` holds the
+/// bytes read.
+fn recv_now(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.clear();
+    // SAFETY: the pointer and length describe `buf`'s allocated capacity,
+    // which the kernel may write; the descriptor is open (the caller
+    // borrows its owner).
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.capacity(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = usize::try_from(n).unwrap_or(0).min(buf.capacity());
+    // SAFETY: the kernel initialized the first `n` bytes (n <= capacity).
+    unsafe { buf.set_len(n) };
+    Ok(n)
+}
+
+/// One `send(2)` that never blocks (`MSG_DONTWAIT`) and never raises
+/// SIGPIPE.
+fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe the initialized slice; the
+    // descriptor is open (the caller borrows its owner).
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// One non-blocking `splice(2)` of at most `len` bytes.
@@ -538,8 +676,10 @@ mod tests {
     }
 
     /// Relays `src → dst` with the copy phase while the peers exchange
-    /// messages with pauses of `pauses_ms`; checks every byte arrives and,
-    /// after each pause longer than twice [`HOT_FOR`], that the direction
+    /// messages with pauses of `pauses_ms`; checks every byte arrives, that
+    /// a lone message holds no buffer, that a message within [`HOT_FOR`]
+    /// of the one before makes the direction hot (its buffer on loan), and
+    /// after each pause longer than twice `HOT_FOR`, that the direction
     /// has given its buffer back.
     async fn copy_phase_across_pauses(pauses_ms: &[u64]) {
         let bufs = BufPool::new(4);
@@ -560,6 +700,7 @@ mod tests {
         let cold_after = 2 * HOT_FOR.as_millis() as u64 + 100;
         let peers = async {
             let mut sent = 0_u64;
+            let mut previous_pause = u64::MAX;
             for (round, &pause) in pauses_ms.iter().enumerate() {
                 let message = format!("message {round}").into_bytes();
                 sent += message.len() as u64;
@@ -571,7 +712,13 @@ mod tests {
                     .unwrap_or_else(|_| panic!("round {round}: no message within 5 s"));
                 read.unwrap();
                 assert_eq!(got, message, "round {round}: the bytes arrive whole");
-                assert_eq!(bufs.idle(), 0, "round {round}: hot, the buffer is on loan");
+                if round == 0 {
+                    assert_eq!(bufs.idle(), 1, "a lone message holds no buffer");
+                }
+                if previous_pause < HOT_FOR.as_millis() as u64 {
+                    assert_eq!(bufs.idle(), 0, "round {round}: hot, the buffer is on loan");
+                }
+                previous_pause = pause;
                 monoio::time::sleep(Duration::from_millis(pause)).await;
                 if pause >= cold_after {
                     assert_eq!(bufs.idle(), 1, "round {round}: cold, the buffer is back");
@@ -594,7 +741,7 @@ mod tests {
     /// Pauses around the hot window's edges: well past it (cold, then a
     /// readiness wait wakes the direction) and just inside and outside
     /// (bytes arriving while the receive is being withdrawn).
-    const PAUSES_MS: [u64; 9] = [650, 650, 240, 260, 490, 510, 530, 650, 0];
+    const PAUSES_MS: [u64; 12] = [650, 100, 100, 650, 240, 260, 490, 510, 530, 650, 100, 0];
 
     #[test]
     fn copy_phase_goes_cold_when_quiet_and_loses_nothing_io_uring() {
