@@ -464,9 +464,17 @@ async fn one_message(
     if sent > 0 {
         count(sent as u64);
     }
-    let (result, buf) = send_all(dst, dst_side, buf, sent, count).await;
+    if sent < n {
+        // Boxed, like the hot spell: a full socket is rare, and the send's
+        // state inline would sit in every idle session's task.
+        let (result, rest) = Box::pin(send_all(dst, dst_side, buf, sent, count)).await;
+        buf = rest;
+        if let Err(failure) = result {
+            loan.restore(buf);
+            return Err(failure);
+        }
+    }
     loan.restore(buf);
-    result?;
     Ok(Moved::Bytes { full })
 }
 
