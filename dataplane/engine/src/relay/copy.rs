@@ -34,11 +34,7 @@ where
             Ok(n) => n,
             Err(e) => {
                 loan.restore(buf);
-                return Err(Failure::Io {
-                    side: src_side,
-                    op: IoOp::Read,
-                    kind: e.kind(),
-                });
+                return Err(Failure::io(src_side, IoOp::Read, e.kind()));
             }
         };
         if n == 0 {
@@ -48,11 +44,7 @@ where
         let (written, buf) = dst.write_all(buf).await;
         loan.restore(buf);
         if let Err(e) = written {
-            return Err(Failure::Io {
-                side: dst_side,
-                op: IoOp::Write,
-                kind: e.kind(),
-            });
+            return Err(Failure::io(dst_side, IoOp::Write, e.kind()));
         }
         count(n as u64);
         turn.moved(n as u64).await;
@@ -78,11 +70,7 @@ pub(crate) async fn write_prefix<W: AsyncWriteRent>(
         let (written, buf) = dst.write_all(buf).await;
         loan.restore(buf);
         if let Err(e) = written {
-            return Err(Failure::Io {
-                side: dst_side,
-                op: IoOp::Write,
-                kind: e.kind(),
-            });
+            return Err(Failure::io(dst_side, IoOp::Write, e.kind()));
         }
     }
     Ok(())

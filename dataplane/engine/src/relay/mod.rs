@@ -207,6 +207,13 @@ pub(crate) enum Failure {
     Internal(io::ErrorKind),
 }
 
+impl Failure {
+    /// An I/O failure of `op` on `side`.
+    pub(crate) fn io(side: RelaySide, op: IoOp, kind: io::ErrorKind) -> Failure {
+        Failure::Io { side, op, kind }
+    }
+}
+
 impl From<Failure> for RelayEnd {
     fn from(failure: Failure) -> RelayEnd {
         match failure {

@@ -249,11 +249,7 @@ pub(crate) async fn pump(
     copy_first: Option<&BufPool>,
     mut count: impl FnMut(u64),
 ) -> Result<(), Failure> {
-    let fail = |side, op, err: io::Error| Failure::Io {
-        side,
-        op,
-        kind: err.kind(),
-    };
+    let fail = |side, op, err: io::Error| Failure::io(side, op, err.kind());
     if let Some(bufs) = copy_first {
         let ended = copy_until_bulk(src, src_side, dst, dst_side, bufs, &mut count).await?;
         if ended {
@@ -292,11 +288,7 @@ pub(crate) async fn pump(
             match splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), pipe.held) {
                 // A pipe holding bytes never yields 0; do not spin if it does.
                 Ok(0) => {
-                    return Err(Failure::Io {
-                        side: dst_side,
-                        op: IoOp::Write,
-                        kind: io::ErrorKind::WriteZero,
-                    });
+                    return Err(Failure::io(dst_side, IoOp::Write, io::ErrorKind::WriteZero));
                 }
                 Ok(n) => {
                     pipe.held -= n.min(pipe.held);
@@ -356,11 +348,7 @@ async fn copy_until_bulk(
         src.stream()
             .readable(false)
             .await
-            .map_err(|e| Failure::Io {
-                side: src_side,
-                op: IoOp::Read,
-                kind: e.kind(),
-            })?;
+            .map_err(|e| Failure::io(src_side, IoOp::Read, e.kind()))?;
         if last_message.is_none_or(|at| at.elapsed() >= HOT_FOR) {
             match one_message(src, src_side, dst, dst_side, bufs, count).await? {
                 Moved::Nothing => {}
@@ -434,11 +422,7 @@ async fn one_message(
         }
         Err(e) => {
             loan.restore(buf);
-            return Err(Failure::Io {
-                side: src_side,
-                op: IoOp::Read,
-                kind: e.kind(),
-            });
+            return Err(Failure::io(src_side, IoOp::Read, e.kind()));
         }
     };
     let full = n == buf.capacity();
@@ -454,11 +438,7 @@ async fn one_message(
         }
         Err(e) => {
             loan.restore(buf);
-            return Err(Failure::Io {
-                side: dst_side,
-                op: IoOp::Write,
-                kind: e.kind(),
-            });
+            return Err(Failure::io(dst_side, IoOp::Write, e.kind()));
         }
     };
     if sent > 0 {
@@ -543,11 +523,7 @@ async fn hot_spell(
             }
             Err(e) => {
                 loan.restore(buf);
-                return Err(Failure::Io {
-                    side: src_side,
-                    op: IoOp::Read,
-                    kind: e.kind(),
-                });
+                return Err(Failure::io(src_side, IoOp::Read, e.kind()));
             }
         };
         active = true;
@@ -573,11 +549,7 @@ async fn send_all(
     mut sent: usize,
     count: &mut impl FnMut(u64),
 ) -> (Result<(), Failure>, Vec<u8>) {
-    let fail = |kind| Failure::Io {
-        side: dst_side,
-        op: IoOp::Write,
-        kind,
-    };
+    let fail = |kind| Failure::io(dst_side, IoOp::Write, kind);
     let n = buf.len();
     while sent < n {
         let (result, slice) = dst.send(buf.slice(sent..n)).await;
