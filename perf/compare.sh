@@ -13,12 +13,13 @@
 # below the ephemeral range so a dead port cannot self-connect),
 # GATEHOUSE_CORES (2), GATEHOUSE_RELAYS ("auto splice copy"; used when
 # `gatehouse forward` has --relay), HAPROXY_THREADS (2), SKIP_BUILD (0),
-# SKIP_IDLE (0), REPORT (perf/reports/<date>-compare.md, or -2, -3 ... when taken), GATEHOUSE_BIN
+# SKIP_IDLE (0), RR_ROUNDS (10) and RR_SECONDS (3): the paired rr rounds that
+# judge the rr target (0 rounds: judge it on the rounds above), REPORT (perf/reports/<date>-compare.md, or -2, -3 ... when taken), GATEHOUSE_BIN
 # (target/release/gatehouse; another build to compare), GATEHOUSE_LOG (warn:
 # the RUST_LOG filter of gatehouse forward).
 #
 # Every process it starts is stopped by PID on exit. Run time with the
-# defaults: about 4 minutes plus the build, plus about 1 minute of idle memory.
+# defaults: about 6 minutes plus the build, plus about 1 minute of idle memory.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -29,6 +30,8 @@ GATEHOUSE_RELAYS=${GATEHOUSE_RELAYS:-auto splice copy}
 HAPROXY_THREADS=${HAPROXY_THREADS:-2}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_IDLE=${SKIP_IDLE:-0}
+RR_ROUNDS=${RR_ROUNDS:-10}
+RR_SECONDS=${RR_SECONDS:-3}
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -230,6 +233,33 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 
+# --- rr, paired rounds ---------------------------------------------------------
+# A p99 from one 6 s run moves by +-10% between rounds on a shared 2-vCPU
+# machine, so three rounds decide "rr p99 <= HAProxy's" by chance as much as
+# by the relay. Here every relay's echo side runs at once and each short round
+# measures them back to back (order rotated): RR_ROUNDS pairs per relay, and
+# the target is judged on the median of the per-round ratios.
+if ((RR_ROUNDS > 0)); then
+    PAIRED_PIDS=()
+    for relay in "${RELAYS[@]}"; do
+        start_relay "$relay" || say "$relay did not start for the paired rr rounds"
+        PAIRED_PIDS+=("${RELAY_PIDS[@]}")
+        STARTED+=("${RELAY_PIDS[@]}")
+        RELAY_PIDS=()
+    done
+    n=${#RELAYS[@]}
+    for ((round = 1; round <= RR_ROUNDS; round++)); do
+        say "rr round $round/$RR_ROUNDS"
+        for ((k = 0; k < n; k++)); do
+            relay=${RELAYS[$(((k + round - 1) % n))]}
+            read -r _ echo_side <<<"$(relay_ports "$relay")"
+            "$LOAD" --json rr --target "127.0.0.1:$echo_side" --connections 8 --size 1024 \
+                --seconds "$RR_SECONDS" >"$RESULTS/rr$round-$relay.json" 2>>"$WORK/load.log" || true
+        done
+    done
+    for pid in "${PAIRED_PIDS[@]}"; do stop_pid "$pid"; done
+fi
+
 # --- medians ------------------------------------------------------------------
 # cell RELAY SHAPE KEY: median over rounds.
 cell() { for ((r = 1; r <= ROUNDS; r++)); do jget "$RESULTS/$r-$1-$2.json" "$3"; done | median; }
@@ -244,6 +274,28 @@ round_ratio() {
         echo
     done | median
 }
+# paired_ratio RELAY KEY: median over the paired rr rounds of RELAY's KEY / HAProxy's.
+paired_ratio() {
+    local r
+    for ((r = 1; r <= RR_ROUNDS; r++)); do
+        ratio "$(jget "$RESULTS/rr$r-$1.json" "$2")" "$(jget "$RESULTS/rr$r-haproxy.json" "$2")"
+        echo
+    done | median
+}
+# paired_below RELAY: "K of N": rounds in which RELAY's rr p99 was at most HAProxy's.
+paired_below() {
+    local r a b k=0 n=0
+    for ((r = 1; r <= RR_ROUNDS; r++)); do
+        a=$(jget "$RESULTS/rr$r-$1.json" p99_us)
+        b=$(jget "$RESULTS/rr$r-haproxy.json" p99_us)
+        [[ -n $a && -n $b ]] || continue
+        n=$((n + 1))
+        awk -v a="$a" -v b="$b" 'BEGIN { exit !(a <= b) }' && k=$((k + 1))
+    done
+    echo "$k of $n"
+}
+# rr_cell RELAY KEY: median over the paired rr rounds.
+rr_cell() { for ((r = 1; r <= RR_ROUNDS; r++)); do jget "$RESULTS/rr$r-$1.json" "$2"; done | median; }
 # errors RELAY: total errors over all rounds and shapes.
 errors() {
     local f total=0
@@ -283,6 +335,23 @@ TABLE=$WORK/table.md
     done
 } >"$TABLE"
 
+PAIRED=$WORK/paired.md
+if ((RR_ROUNDS > 0)); then
+    {
+        echo "| relay | rr/s | rr p50 µs | rr p99 µs | rr p999 µs | p50 ×HAProxy | p99 ×HAProxy | rounds with p99 ≤ HAProxy's | errors |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for relay in "${RELAYS[@]}"; do
+            e=0
+            for ((r = 1; r <= RR_ROUNDS; r++)); do e=$((e + $(int "$RESULTS/rr$r-$relay.json" errors))); done
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$relay" \
+                "$(fmt "$(rr_cell "$relay" rt_per_s)" 0)" "$(fmt "$(rr_cell "$relay" p50_us)" 1)" \
+                "$(fmt "$(rr_cell "$relay" p99_us)" 1)" "$(fmt "$(rr_cell "$relay" p999_us)" 1)" \
+                "$(fmt "$(paired_ratio "$relay" p50_us)" 2)" "$(fmt "$(paired_ratio "$relay" p99_us)" 2)" \
+                "$(paired_below "$relay")" "$e"
+        done
+    } >"$PAIRED"
+fi
+
 # --- targets (issue 3) --------------------------------------------------------
 TARGETS=$WORK/targets.md
 {
@@ -296,8 +365,13 @@ TARGETS=$WORK/targets.md
         echo "| $relay | bulk ≥ 1.15× HAProxy (splice-auto) | $(fmt "$v" 2)× | $(pass_if "$v" ">=" 1.15) |"
         v=$(round_ratio "$relay" direct bulk gbps)
         echo "| $relay | bulk ≥ 0.70× direct | $(fmt "$v" 2)× | $(pass_if "$v" ">=" 0.70) |"
-        v=$(round_ratio "$relay" haproxy rr p99_us)
-        echo "| $relay | rr p99 ≤ HAProxy's | $(fmt "$v" 2)× | $(pass_if "$v" "<=" 1.00) |"
+        if ((RR_ROUNDS > 0)); then
+            v=$(paired_ratio "$relay" p99_us)
+            echo "| $relay | rr p99 ≤ HAProxy's (paired rounds: median ratio; rounds at or below) | $(fmt "$v" 2)× ($(paired_below "$relay")) | $(pass_if "$v" "<=" 1.00) |"
+        else
+            v=$(round_ratio "$relay" haproxy rr p99_us)
+            echo "| $relay | rr p99 ≤ HAProxy's | $(fmt "$v" 2)× | $(pass_if "$v" "<=" 1.00) |"
+        fi
     done
     if ((gatehouse_seen == 0)); then
         echo "| gatehouse forward | bulk ≥ 1.15× HAProxy, ≥ 0.70× direct; rr p99 ≤ HAProxy's | not run | n/a |"
@@ -307,6 +381,7 @@ TARGETS=$WORK/targets.md
 echo
 cat "$TABLE"
 echo
+[[ -s $PAIRED ]] && { cat "$PAIRED"; echo; }
 cat "$TARGETS"
 
 # --- report -------------------------------------------------------------------
@@ -366,6 +441,17 @@ mkdir -p "$(dirname "$REPORT")"
     echo
     cat "$TABLE"
     echo
+    if [[ -s $PAIRED ]]; then
+        echo "## rr, paired rounds"
+        echo
+        echo "$RR_ROUNDS rounds of ${RR_SECONDS} s after the rounds above, every relay running at once and measured"
+        echo "back to back in each round (order rotated): 1 KiB ping-pong on 8 connections. Cells are medians"
+        echo "over these rounds; ratio columns are medians of the per-round ratios to HAProxy in the same round."
+        echo "The rr target below is judged on these pairs."
+        echo
+        cat "$PAIRED"
+        echo
+    fi
     echo "## Targets (issue 3)"
     echo
     cat "$TARGETS"
