@@ -230,6 +230,7 @@ pub fn engine_config(section: &EngineSection, cores: NonZeroUsize) -> EngineConf
         max_connections_per_core: section.max_connections_per_core,
         max_pending_handshakes_per_core: section.max_pending_handshakes_per_core,
         drain_deadline: Duration::from_secs(section.drain_secs),
+        copy_hot_ms: section.copy_hot_ms,
         ..EngineConfig::default()
     }
 }
@@ -852,6 +853,7 @@ mod tests {
             relay: config::Relay::Copy,
             idle_timeout_secs: 0,
             drain_secs: 7,
+            copy_hot_ms: 40,
             ..EngineSection::default()
         };
         let engine = engine_config(&section, NonZeroUsize::new(3).unwrap());
@@ -861,6 +863,7 @@ mod tests {
         assert_eq!(engine.relay, gatehouse_engine::RelayMode::Copy);
         assert_eq!(engine.idle_timeout, IDLE_NEVER);
         assert_eq!(engine.drain_deadline, Duration::from_secs(7));
+        assert_eq!(engine.copy_hot_ms, 40);
         engine.validate().unwrap();
         section.idle_timeout_secs = 30;
         let engine = engine_config(&section, NonZeroUsize::MIN);

@@ -239,6 +239,14 @@ pub struct EngineSection {
     pub driver: Driver,
     /// How bytes are relayed once a session is spliced. Default `auto`.
     pub relay: Relay,
+    /// `relay = "auto"`, while a direction still copies (before it proves
+    /// bulk and splices): a message within this many milliseconds of the
+    /// one before makes the direction hot (an io_uring receive stays
+    /// posted with a pooled 16 KiB buffer until it has been quiet for this
+    /// to twice this); 0 = never hot (one `recv` + one `send` per message,
+    /// no buffer held between messages: least memory for many interactive
+    /// sessions). 0..=60000. Default 250.
+    pub copy_hot_ms: u32,
     /// Close a session after this many seconds without a byte either way;
     /// 0 = never. Default 0 (ICA and CGP have their own keep-alives).
     pub idle_timeout_secs: u64,
@@ -266,6 +274,7 @@ impl Default for EngineSection {
             balance_accepts: true,
             driver: Driver::Auto,
             relay: Relay::Auto,
+            copy_hot_ms: 250,
             idle_timeout_secs: 0,
             max_connections_per_core: 50_000,
             max_pending_handshakes_per_core: 4_096,
@@ -629,6 +638,12 @@ impl Config {
             u64::from(engine.max_connections_per_core),
         )?;
         in_range("engine.drain_secs", engine.drain_secs, 0, 3_600)?;
+        in_range(
+            "engine.copy_hot_ms",
+            u64::from(engine.copy_hot_ms),
+            0,
+            60_000,
+        )?;
         in_range(
             "engine.control_plane_wait_ms",
             engine.control_plane_wait_ms,

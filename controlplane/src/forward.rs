@@ -46,6 +46,11 @@ pub(crate) struct ForwardArgs {
     /// Splice pipe size in bytes (default 131072; the kernel's is 65536).
     #[arg(long, value_name = "BYTES")]
     pipe_size: Option<u32>,
+    /// `--relay auto`: how long (ms) a copying direction stays hot after a
+    /// message (default 250; 0 = one recv + one send per message, no
+    /// buffer held between messages).
+    #[arg(long, value_name = "MS")]
+    copy_hot_ms: Option<u32>,
     /// Pin core N to CPU N.
     #[arg(long)]
     pin: bool,
@@ -68,6 +73,9 @@ impl ForwardArgs {
         };
         if let Some(bytes) = self.pipe_size {
             config.pipe_size = bytes;
+        }
+        if let Some(ms) = self.copy_hot_ms {
+            config.copy_hot_ms = ms;
         }
         if let Some(secs) = self.idle_timeout {
             config.idle_timeout = seconds("idle_timeout", secs)?;

@@ -225,6 +225,10 @@ fn out_of_range_and_inconsistent_values_are_rejected_with_their_key() {
             "[engine]\nmax_connections_per_core = 10\nmax_pending_handshakes_per_core = 11\n",
             "engine.max_pending_handshakes_per_core: 11 is out of range, expected 1 to 10",
         ),
+        (
+            "[engine]\ncopy_hot_ms = 60001\n",
+            "engine.copy_hot_ms: 60001 is out of range, expected 0 to 60000",
+        ),
         ("data_dir = \"\"\n", "data_dir: must not be empty"),
     ];
     for (text, expected) in cases {
@@ -250,13 +254,14 @@ fn given_values_override_defaults() {
     let config = Config::from_toml(
         "data_dir = \"/var/lib/gatehouse\"\n[gateway]\nlisten = \"0.0.0.0:443\"\n\
          [gateway.tls]\ncert = \"/etc/gh.crt\"\nkey = \"/etc/gh.key\"\n\
-         [engine]\ndriver = \"io-uring\"\nrelay = \"splice\"\ncores = 4\n\
+         [engine]\ndriver = \"io-uring\"\nrelay = \"splice\"\ncores = 4\ncopy_hot_ms = 0\n\
          [sta]\nid = \"EDGE-1\"\n[sta.remote]\nEDGE-2 = \"http://10.1.0.2:8080/scripts/ctxsta.dll\"\n",
     )
     .unwrap();
     assert_eq!(config.gateway.listen.port(), 443);
     assert_eq!(config.engine.driver, Driver::IoUring);
     assert_eq!(config.engine.relay, Relay::Splice);
+    assert_eq!(config.engine.copy_hot_ms, 0);
     assert_eq!(config.sta.id.as_str(), "EDGE-1");
     let remote: Vec<_> = config
         .sta

@@ -50,6 +50,16 @@ pub struct EngineConfig {
     /// threads pick the least loaded one; off, each connection stays on the
     /// core the kernel's `SO_REUSEPORT` hash chose.
     pub balance_accepts: bool,
+    /// `relay = "auto"`, before a direction turns to splice: a message
+    /// within this many milliseconds of the one before makes the direction
+    /// *hot* (it keeps an io_uring receive posted and a pooled 16 KiB
+    /// buffer, so each further message costs one completion and one send),
+    /// and it stays hot until it has been quiet for between this and twice
+    /// this. 0 = never hot: each message takes one `recv` and one `send`
+    /// and no buffer is held between messages (the least memory for many
+    /// interactive sessions, one readiness round more per message).
+    /// 0 ..= 60000; default 250.
+    pub copy_hot_ms: u32,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +76,7 @@ impl Default for EngineConfig {
             max_pending_handshakes_per_core: 4_096,
             drain_deadline: Duration::from_secs(30),
             balance_accepts: true,
+            copy_hot_ms: 250,
         }
     }
 }
@@ -92,6 +103,9 @@ impl EngineConfig {
         }
         if !(4_096..=1_048_576).contains(&self.pipe_size) {
             return bad("pipe_size", "bytes from 4096 to 1048576");
+        }
+        if self.copy_hot_ms > 60_000 {
+            return bad("copy_hot_ms", "milliseconds from 0 to 60000");
         }
         if self.idle_timeout.is_zero() {
             return bad("idle_timeout", "seconds greater than zero");
@@ -292,6 +306,26 @@ mod tests {
             ..EngineConfig::default()
         };
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn copy_hot_ms_takes_zero_and_rejects_more_than_a_minute() {
+        let never_hot = EngineConfig {
+            copy_hot_ms: 0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(never_hot.validate(), Ok(()));
+        let config = EngineConfig {
+            copy_hot_ms: 60_001,
+            ..EngineConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "copy_hot_ms",
+                ..
+            })
+        ));
     }
 
     #[test]

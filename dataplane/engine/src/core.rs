@@ -89,6 +89,8 @@ pub(crate) struct CoreState {
     pub(crate) bufs: BufPool,
     pub(crate) pipes: PipePool,
     pub(crate) relay_mode: RelayMode,
+    /// `copy_hot_ms`: the auto relay's copy-phase window.
+    pub(crate) copy_hot: Duration,
     idle_timeout: Duration,
     max_connections: u64,
     max_pending: u64,
@@ -112,6 +114,7 @@ impl CoreState {
             bufs: BufPool::new(KEEP_BUFFERS),
             pipes: PipePool::new(KEEP_PIPES, config.pipe_size),
             relay_mode: config.relay,
+            copy_hot: Duration::from_millis(u64::from(config.copy_hot_ms)),
             idle_timeout: config.idle_timeout,
             max_connections: u64::from(config.max_connections_per_core),
             max_pending: u64::from(config.max_pending_handshakes_per_core),

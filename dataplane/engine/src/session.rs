@@ -254,6 +254,11 @@ impl Session {
         self.core.relay_mode
     }
 
+    /// The core's copy-phase window (`copy_hot_ms`).
+    pub(crate) fn copy_hot(&self) -> std::time::Duration {
+        self.core.copy_hot
+    }
+
     pub(crate) fn pipes(&self) -> &PipePool {
         &self.core.pipes
     }

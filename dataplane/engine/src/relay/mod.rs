@@ -283,7 +283,10 @@ async fn run_splice(
     if let Err(failure) = send_prefix(session, &mut backend, initial_to_backend).await {
         return failure.into();
     }
-    let copy_first = (session.relay_mode() == RelayMode::Auto).then(|| session.buffers());
+    let copy_first = (session.relay_mode() == RelayMode::Auto).then(|| splice::CopyFirst {
+        bufs: session.buffers(),
+        hot_for: session.copy_hot(),
+    });
     if copy_first.is_none() {
         for stream in [&client, &backend] {
             if let Err(e) = splice::set_nonblocking(stream) {

@@ -26,7 +26,7 @@
 //! once [`BULK_STREAK`] reads in a row fill the whole buffer. The sockets
 //! are made non-blocking only then (splice needs it; io_uring does not).
 //! A copying direction keeps its receive posted, and so its buffer, only
-//! while bytes keep coming: quiet for [`HOT_FOR`] it withdraws the receive,
+//! while bytes keep coming: quiet for `hot_for` it withdraws the receive,
 //! returns the buffer and waits for readability holding nothing.
 #![allow(unsafe_code)]
 
@@ -50,10 +50,15 @@ use crate::pool::BufPool;
 /// Full-buffer reads in a row after which a direction is bulk and splices.
 pub(crate) const BULK_STREAK: u32 = 2;
 
-/// How long a direction in the copy phase keeps its receive posted (and its
-/// buffer) with no bytes before it goes cold: quiet for between this and
-/// twice this, it holds nothing again.
-pub(crate) const HOT_FOR: Duration = Duration::from_millis(250);
+/// The copy phase of the auto relay: its buffers and its window. A message
+/// within `hot_for` of the one before makes a direction hot; quiet for
+/// between `hot_for` and twice that, it holds nothing again
+/// (`EngineConfig::copy_hot_ms`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CopyFirst<'a> {
+    pub(crate) bufs: &'a BufPool,
+    pub(crate) hot_for: Duration,
+}
 
 /// A pipe: both ends non-blocking, close-on-exec.
 #[derive(Debug)]
@@ -246,12 +251,12 @@ pub(crate) async fn pump(
     dst: &Socket,
     dst_side: RelaySide,
     pipes: &PipePool,
-    copy_first: Option<&BufPool>,
+    copy_first: Option<CopyFirst<'_>>,
     mut count: impl FnMut(u64),
 ) -> Result<(), Failure> {
     let fail = |side, op, err: io::Error| Failure::io(side, op, err.kind());
-    if let Some(bufs) = copy_first {
-        let ended = copy_until_bulk(src, src_side, dst, dst_side, bufs, &mut count).await?;
+    if let Some(phase) = copy_first {
+        let ended = copy_until_bulk(src, src_side, dst, dst_side, phase, &mut count).await?;
         if ended {
             let _ = shutdown_write(dst.stream());
             return Ok(());
@@ -313,7 +318,7 @@ pub(crate) async fn pump(
 
 /// How a hot spell of the copy phase ended.
 enum Spell {
-    /// Quiet for [`HOT_FOR`]: the receive was withdrawn, the buffer returned.
+    /// Quiet for `hot_for`: the receive was withdrawn, the buffer returned.
     Cooled,
     /// The source reached end of stream.
     Ended,
@@ -328,7 +333,7 @@ enum Spell {
 /// A cold direction holds nothing: it waits for readability (an io_uring
 /// `POLL_ADD`). Bytes make it hot: it takes a buffer and keeps an io_uring
 /// receive posted, so each message costs one completion and one send — no
-/// readiness round and no `read(2)`/`write(2)` of its own. After [`HOT_FOR`]
+/// readiness round and no `read(2)`/`write(2)` of its own. After `hot_for`
 /// to twice that without bytes it withdraws the receive, returns the buffer
 /// and is cold again: an idle session owns no buffer.
 async fn copy_until_bulk(
@@ -336,11 +341,12 @@ async fn copy_until_bulk(
     src_side: RelaySide,
     dst: &Socket,
     dst_side: RelaySide,
-    bufs: &BufPool,
+    phase: CopyFirst<'_>,
     count: &mut impl FnMut(u64),
 ) -> Result<bool, Failure> {
+    let CopyFirst { bufs, hot_for } = phase;
     let mut streak = 0;
-    // When the last message went through: a second one within HOT_FOR
+    // When the last message went through: a second one within `hot_for`
     // makes the direction hot. A lone message (a request, a close) takes
     // the cheap way and costs no posted receive, timer or spell state.
     let mut last_message: Option<Instant> = None;
@@ -349,7 +355,7 @@ async fn copy_until_bulk(
             .readable(false)
             .await
             .map_err(|e| Failure::io(src_side, IoOp::Read, e.kind()))?;
-        if last_message.is_none_or(|at| at.elapsed() >= HOT_FOR) {
+        if last_message.is_none_or(|at| at.elapsed() >= hot_for) {
             match one_message(src, src_side, dst, dst_side, bufs, count).await? {
                 Moved::Nothing => {}
                 Moved::Ended => return Ok(true),
@@ -370,7 +376,7 @@ async fn copy_until_bulk(
             src_side,
             dst,
             dst_side,
-            bufs,
+            phase,
             &mut streak,
             count,
         ));
@@ -465,13 +471,14 @@ async fn hot_spell(
     src_side: RelaySide,
     dst: &Socket,
     dst_side: RelaySide,
-    bufs: &BufPool,
+    phase: CopyFirst<'_>,
     streak: &mut u32,
     count: &mut impl FnMut(u64),
 ) -> Result<Spell, Failure> {
+    let CopyFirst { bufs, hot_for } = phase;
     let mut loan = bufs.take();
     let mut canceller = Canceller::new();
-    let mut quiet = pin!(monoio::time::sleep(HOT_FOR));
+    let mut quiet = pin!(monoio::time::sleep(hot_for));
     // Bytes since the quiet timer was last set: the timer is reset when it
     // fires, not per message.
     let mut active = false;
@@ -492,7 +499,7 @@ async fn hot_spell(
                     // Bytes moved since the timer was set: stay hot.
                     None if active => {
                         active = false;
-                        quiet.as_mut().reset(Instant::now() + HOT_FOR);
+                        quiet.as_mut().reset(Instant::now() + hot_for);
                     }
                     None => {
                         canceller = canceller.cancel();
@@ -655,13 +662,17 @@ mod tests {
         (accepted.unwrap().0, peer.unwrap())
     }
 
-    /// Relays `src → dst` with the copy phase while the peers exchange
-    /// messages with pauses of `pauses_ms`; checks every byte arrives, that
-    /// a lone message holds no buffer, that a message within [`HOT_FOR`]
-    /// of the one before makes the direction hot (its buffer on loan), and
-    /// after each pause longer than twice `HOT_FOR`, that the direction
-    /// has given its buffer back.
-    async fn copy_phase_across_pauses(pauses_ms: &[u64]) {
+    /// The default window (`EngineConfig::copy_hot_ms`).
+    const HOT_FOR: Duration = Duration::from_millis(250);
+
+    /// Relays `src → dst` with the copy phase (window `hot_for`) while the
+    /// peers exchange messages with pauses of `pauses_ms`; checks every
+    /// byte arrives, that a lone message holds no buffer, that a message
+    /// within `hot_for` of the one before makes the direction hot (its
+    /// buffer on loan), and after each pause longer than twice `hot_for`,
+    /// that the direction has given its buffer back. A zero window: no
+    /// message ever leaves the buffer on loan.
+    async fn copy_phase_across_pauses(hot_for: Duration, pauses_ms: &[u64]) {
         let bufs = BufPool::new(4);
         let pipes = PipePool::new(4, 65_536);
         let (src_in, mut src_peer) = pair().await;
@@ -674,10 +685,14 @@ mod tests {
             &dst,
             RelaySide::Backend,
             &pipes,
-            Some(&bufs),
+            Some(CopyFirst {
+                bufs: &bufs,
+                hot_for,
+            }),
             |n| moved.set(moved.get() + n),
         );
-        let cold_after = 2 * HOT_FOR.as_millis() as u64 + 100;
+        let hot_ms = hot_for.as_millis() as u64;
+        let cold_after = 2 * hot_ms + 100;
         let peers = async {
             let mut sent = 0_u64;
             let mut previous_pause = u64::MAX;
@@ -692,10 +707,14 @@ mod tests {
                     .unwrap_or_else(|_| panic!("round {round}: no message within 5 s"));
                 read.unwrap();
                 assert_eq!(got, message, "round {round}: the bytes arrive whole");
-                if round == 0 {
-                    assert_eq!(bufs.idle(), 1, "a lone message holds no buffer");
+                if round == 0 || hot_ms == 0 {
+                    assert_eq!(
+                        bufs.idle(),
+                        1,
+                        "round {round}: a lone message holds no buffer"
+                    );
                 }
-                if previous_pause < HOT_FOR.as_millis() as u64 {
+                if previous_pause < hot_ms {
                     assert_eq!(bufs.idle(), 0, "round {round}: hot, the buffer is on loan");
                 }
                 previous_pause = pause;
@@ -729,7 +748,7 @@ mod tests {
             .enable_timer()
             .build()
             .unwrap()
-            .block_on(copy_phase_across_pauses(&PAUSES_MS));
+            .block_on(copy_phase_across_pauses(HOT_FOR, &PAUSES_MS));
     }
 
     #[test]
@@ -738,7 +757,44 @@ mod tests {
             .enable_timer()
             .build()
             .unwrap()
-            .block_on(copy_phase_across_pauses(&PAUSES_MS));
+            .block_on(copy_phase_across_pauses(HOT_FOR, &PAUSES_MS));
+    }
+
+    /// A shorter window (`copy_hot_ms = 100`) is the one in force: pauses
+    /// of 20 ms keep the direction hot, 300 ms (more than twice the window,
+    /// less than the default's) make it cold.
+    #[test]
+    fn copy_phase_follows_a_configured_window() {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(copy_phase_across_pauses(
+                Duration::from_millis(100),
+                &[300, 20, 20, 300, 20, 0],
+            ));
+    }
+
+    /// `copy_hot_ms = 0`: back-to-back messages all take the lone-message
+    /// way; the buffer is never left on loan between them.
+    #[test]
+    fn copy_phase_with_a_zero_window_is_never_hot() {
+        for legacy in [false, true] {
+            let pauses = [0, 0, 5, 0, 5, 0];
+            if legacy {
+                RuntimeBuilder::<LegacyDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .unwrap()
+                    .block_on(copy_phase_across_pauses(Duration::ZERO, &pauses));
+            } else {
+                RuntimeBuilder::<IoUringDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .unwrap()
+                    .block_on(copy_phase_across_pauses(Duration::ZERO, &pauses));
+            }
+        }
     }
 
     #[test]
