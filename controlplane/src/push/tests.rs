@@ -528,3 +528,36 @@ fn the_push_section_parses_and_checks_its_ranges() {
     assert!(error.to_string().contains("bogus"), "{error}");
     assert!(!crate::config::Config::default().push.enabled);
 }
+
+/// Bodies are JSON objects: serde would read the fields of an array by
+/// position (found by the fuzz target: an array body that parsed, grew past
+/// MAX_BODY_BYTES as an object and did not parse back).
+#[test]
+fn device_bodies_must_be_json_objects() {
+    let register = br#"{"user":"alice","device":"phone","nonce":"n","proof":"p"}"#;
+    assert!(protocol::parse_register(register).is_ok());
+    assert!(
+        protocol::parse_register(
+            b"  \n{\"user\":\"alice\",\"device\":\"phone\",\"nonce\":\"n\",\"proof\":\"p\"}"
+        )
+        .is_ok()
+    );
+    for body in [
+        &br#"["alice","phone","n","p"]"#[..],
+        br#" ["alice","phone","n","p"]"#,
+        b"",
+        b"null",
+    ] {
+        assert_eq!(
+            protocol::parse_register(body),
+            Err(protocol::ProtocolError::Json(
+                "expected a JSON object".to_owned()
+            )),
+            "{body:?}"
+        );
+    }
+    assert!(protocol::parse_answer(br#"["id","approve","42"]"#).is_err());
+    let crash = include_bytes!("../../fuzz/regressions/push_register_body_array.json");
+    assert!(protocol::parse_register(crash).is_err());
+    fuzz::register_body(crash);
+}
