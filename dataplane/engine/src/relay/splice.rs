@@ -742,22 +742,32 @@ mod tests {
     /// (bytes arriving while the receive is being withdrawn).
     const PAUSES_MS: [u64; 12] = [650, 100, 100, 650, 240, 260, 490, 510, 530, 650, 100, 0];
 
+    /// [`copy_phase_across_pauses`] on a fresh runtime of either driver.
+    fn copy_phase_on(legacy: bool, hot_for: Duration, pauses_ms: &[u64]) {
+        let phase = copy_phase_across_pauses(hot_for, pauses_ms);
+        if legacy {
+            RuntimeBuilder::<LegacyDriver>::new()
+                .enable_timer()
+                .build()
+                .unwrap()
+                .block_on(phase);
+        } else {
+            RuntimeBuilder::<IoUringDriver>::new()
+                .enable_timer()
+                .build()
+                .unwrap()
+                .block_on(phase);
+        }
+    }
+
     #[test]
     fn copy_phase_goes_cold_when_quiet_and_loses_nothing_io_uring() {
-        RuntimeBuilder::<IoUringDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-            .block_on(copy_phase_across_pauses(HOT_FOR, &PAUSES_MS));
+        copy_phase_on(false, HOT_FOR, &PAUSES_MS);
     }
 
     #[test]
     fn copy_phase_goes_cold_when_quiet_and_loses_nothing_legacy() {
-        RuntimeBuilder::<LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-            .block_on(copy_phase_across_pauses(HOT_FOR, &PAUSES_MS));
+        copy_phase_on(true, HOT_FOR, &PAUSES_MS);
     }
 
     /// A shorter window (`copy_hot_ms = 100`) is the one in force: pauses
@@ -765,14 +775,11 @@ mod tests {
     /// less than the default's) make it cold.
     #[test]
     fn copy_phase_follows_a_configured_window() {
-        RuntimeBuilder::<IoUringDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-            .block_on(copy_phase_across_pauses(
-                Duration::from_millis(100),
-                &[300, 20, 20, 300, 20, 0],
-            ));
+        copy_phase_on(
+            false,
+            Duration::from_millis(100),
+            &[300, 20, 20, 300, 20, 0],
+        );
     }
 
     /// `copy_hot_ms = 0`: back-to-back messages all take the lone-message
@@ -780,20 +787,7 @@ mod tests {
     #[test]
     fn copy_phase_with_a_zero_window_is_never_hot() {
         for legacy in [false, true] {
-            let pauses = [0, 0, 5, 0, 5, 0];
-            if legacy {
-                RuntimeBuilder::<LegacyDriver>::new()
-                    .enable_timer()
-                    .build()
-                    .unwrap()
-                    .block_on(copy_phase_across_pauses(Duration::ZERO, &pauses));
-            } else {
-                RuntimeBuilder::<IoUringDriver>::new()
-                    .enable_timer()
-                    .build()
-                    .unwrap()
-                    .block_on(copy_phase_across_pauses(Duration::ZERO, &pauses));
-            }
+            copy_phase_on(legacy, Duration::ZERO, &[0, 0, 5, 0, 5, 0]);
         }
     }
 
