@@ -239,6 +239,8 @@ done
 # by the relay. Here every relay's echo side runs at once and each short round
 # measures them back to back (order rotated): RR_ROUNDS pairs per relay, and
 # the target is judged on the median of the per-round ratios.
+PAIRED_RESULTS=$WORK/paired-results
+mkdir -p "$PAIRED_RESULTS"
 if ((RR_ROUNDS > 0)); then
     PAIRED_PIDS=()
     for relay in "${RELAYS[@]}"; do
@@ -254,7 +256,7 @@ if ((RR_ROUNDS > 0)); then
             relay=${RELAYS[$(((k + round - 1) % n))]}
             read -r _ echo_side <<<"$(relay_ports "$relay")"
             "$LOAD" --json rr --target "127.0.0.1:$echo_side" --connections 8 --size 1024 \
-                --seconds "$RR_SECONDS" >"$RESULTS/rr$round-$relay.json" 2>>"$WORK/load.log" || true
+                --seconds "$RR_SECONDS" >"$PAIRED_RESULTS/$round-$relay-rr.json" 2>>"$WORK/load.log" || true
         done
     done
     for pid in "${PAIRED_PIDS[@]}"; do stop_pid "$pid"; done
@@ -274,28 +276,20 @@ round_ratio() {
         echo
     done | median
 }
-# paired_ratio RELAY KEY: median over the paired rr rounds of RELAY's KEY / HAProxy's.
-paired_ratio() {
-    local r
-    for ((r = 1; r <= RR_ROUNDS; r++)); do
-        ratio "$(jget "$RESULTS/rr$r-$1.json" "$2")" "$(jget "$RESULTS/rr$r-haproxy.json" "$2")"
-        echo
-    done | median
-}
-# paired_below RELAY: "K of N": rounds in which RELAY's rr p99 was at most HAProxy's.
+# paired FUNCTION ARGS...: cell, round_ratio or errors over the paired rr rounds.
+paired() { RESULTS=$PAIRED_RESULTS ROUNDS=$RR_ROUNDS "$@"; }
+# paired_below RELAY: "K of N": paired rounds in which RELAY's rr p99 was at most HAProxy's.
 paired_below() {
     local r a b k=0 n=0
     for ((r = 1; r <= RR_ROUNDS; r++)); do
-        a=$(jget "$RESULTS/rr$r-$1.json" p99_us)
-        b=$(jget "$RESULTS/rr$r-haproxy.json" p99_us)
+        a=$(jget "$PAIRED_RESULTS/$r-$1-rr.json" p99_us)
+        b=$(jget "$PAIRED_RESULTS/$r-haproxy-rr.json" p99_us)
         [[ -n $a && -n $b ]] || continue
         n=$((n + 1))
         awk -v a="$a" -v b="$b" 'BEGIN { exit !(a <= b) }' && k=$((k + 1))
     done
     echo "$k of $n"
 }
-# rr_cell RELAY KEY: median over the paired rr rounds.
-rr_cell() { for ((r = 1; r <= RR_ROUNDS; r++)); do jget "$RESULTS/rr$r-$1.json" "$2"; done | median; }
 # errors RELAY: total errors over all rounds and shapes.
 errors() {
     local f total=0
@@ -341,13 +335,12 @@ if ((RR_ROUNDS > 0)); then
         echo "| relay | rr/s | rr p50 µs | rr p99 µs | rr p999 µs | p50 ×HAProxy | p99 ×HAProxy | rounds with p99 ≤ HAProxy's | errors |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         for relay in "${RELAYS[@]}"; do
-            e=0
-            for ((r = 1; r <= RR_ROUNDS; r++)); do e=$((e + $(int "$RESULTS/rr$r-$relay.json" errors))); done
             printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$relay" \
-                "$(fmt "$(rr_cell "$relay" rt_per_s)" 0)" "$(fmt "$(rr_cell "$relay" p50_us)" 1)" \
-                "$(fmt "$(rr_cell "$relay" p99_us)" 1)" "$(fmt "$(rr_cell "$relay" p999_us)" 1)" \
-                "$(fmt "$(paired_ratio "$relay" p50_us)" 2)" "$(fmt "$(paired_ratio "$relay" p99_us)" 2)" \
-                "$(paired_below "$relay")" "$e"
+                "$(fmt "$(paired cell "$relay" rr rt_per_s)" 0)" "$(fmt "$(paired cell "$relay" rr p50_us)" 1)" \
+                "$(fmt "$(paired cell "$relay" rr p99_us)" 1)" "$(fmt "$(paired cell "$relay" rr p999_us)" 1)" \
+                "$(fmt "$(paired round_ratio "$relay" haproxy rr p50_us)" 2)" \
+                "$(fmt "$(paired round_ratio "$relay" haproxy rr p99_us)" 2)" \
+                "$(paired_below "$relay")" "$(paired errors "$relay")"
         done
     } >"$PAIRED"
 fi
@@ -366,7 +359,7 @@ TARGETS=$WORK/targets.md
         v=$(round_ratio "$relay" direct bulk gbps)
         echo "| $relay | bulk ≥ 0.70× direct | $(fmt "$v" 2)× | $(pass_if "$v" ">=" 0.70) |"
         if ((RR_ROUNDS > 0)); then
-            v=$(paired_ratio "$relay" p99_us)
+            v=$(paired round_ratio "$relay" haproxy rr p99_us)
             echo "| $relay | rr p99 ≤ HAProxy's (paired rounds: median ratio; rounds at or below) | $(fmt "$v" 2)× ($(paired_below "$relay")) | $(pass_if "$v" "<=" 1.00) |"
         else
             v=$(round_ratio "$relay" haproxy rr p99_us)
