@@ -10,7 +10,10 @@
 #   - Gbit/s at the sink and the machine's busy fraction (from /proc/stat);
 #   - the CPU share of each process (sender, sink, relay cores);
 #   - for the relay's cores: kernel vs user-space share, the splice system
-#     call's own functions vs the rest of the kernel (the TCP/IP stack).
+#     call's own functions vs the rest of the kernel (the TCP/IP stack);
+#   - CPU time per Gbit/s of each run and party, and the ceiling: the
+#     ratio to direct that a relay paying nothing but a second TCP/IP path
+#     (as cheap as direct's own) could reach, from direct's copy share.
 #
 # Knobs (environment): SECONDS_PER_RUN (6), PROFILE_SECONDS (4), CORES (2),
 # PORT_BASE (23300), SKIP_BUILD (0), REPORT (perf/reports/<date>-bulk-profile.md, or -2, -3 ... when taken).
@@ -106,6 +109,28 @@ SPLICE=$(share "$WORK/forward.data" "$RELAY_COMM" sym | awk '$3 ~ /splice|pipe_b
 RELAY_TOTAL=$(perf report -i "$WORK/forward.data" --no-children --sort comm -g none 2>/dev/null |
     awk -v c="$RELAY_COMM" '/%/ && !/^#/ && $2 == c { sub(/%/, "", $1); print $1 }')
 TOP=$(share "$WORK/forward.data" "$RELAY_COMM" sym | awk 'NR <= 15' | awk '{ printf "| %s | %s |\n", $3, $1 }')
+# The load tool's share of the relayed run (sender and sink, every thread).
+LOAD_TOTAL=$(perf report -i "$WORK/forward.data" --no-children --sort comm -g none 2>/dev/null |
+    awk '/%/ && !/^#/ && $2 ~ /^gatehouse-load/ { sub(/%/, "", $1); t += $1 } END { printf "%.2f", t }')
+# The two user copies' share of the direct run: the kernel's copy routines
+# and the hardened-usercopy checks that go with them.
+COPY_SHARE=$(perf report -i "$WORK/direct.data" --no-children --sort sym -g none 2>/dev/null |
+    awk '/%/ && !/^#/ { sub(/%/, "", $1) } $3 ~ /^(_copy_from_iter|_copy_to_iter|copy_user_generic|rep_movs_alternative|rep_movs|__check_object_size|__virt_addr_valid|check_heap_object)$/ { t += $1 }
+        END { printf "%.1f", t }')
+
+# CPU time per Gbit/s at the sink of each run and party (busy CPUs x share
+# / Gbit/s), and the ceiling. Direct's cost per byte D = C (the sender's and
+# the sink's user copies) + H (the rest: the TCP/IP path, system calls,
+# wake-ups). A relay that terminates both TCP connections copies nothing
+# but runs a second TCP/IP path, at best as cheap as the first: at best
+# D / (C + 2H) = 1 / (2 - C/D) of direct, whatever its own code does.
+CEILING=$(awk -v cpus="$(nproc)" -v bf="${BUSY[forward]}" -v bd="${BUSY[direct]}" \
+    -v gf="${GBPS[forward]}" -v gd="${GBPS[direct]}" -v load="$LOAD_TOTAL" \
+    -v relay="${RELAY_TOTAL:-0}" -v copy="$COPY_SHARE" 'BEGIN {
+        if (gf <= 0 || gd <= 0 || copy <= 0) { print "n/a n/a n/a n/a n/a"; exit }
+        printf "%.4f %.4f %.4f %.4f %.2f\n", cpus * bd / gd, cpus * bf / gf,
+            cpus * bf * load / 100 / gf, cpus * bf * relay / 100 / gf, 1 / (2 - copy / 100) }')
+read -r COST_DIRECT COST_FORWARD COST_LOAD COST_RELAY CEILING_RATIO <<<"$CEILING"
 
 {
     echo "# Bulk profile, $DATE"
@@ -133,6 +158,24 @@ TOP=$(share "$WORK/forward.data" "$RELAY_COMM" sym | awk 'NR <= 15' | awk '{ pri
     echo "the splice/pipe functions themselves are ${SPLICE}% of the relay cores' samples; the rest of the"
     echo "kernel time is the TCP/IP stack of the second loopback hop (transmit to the sink and, in the"
     echo "same softirq, the sink side's receive processing) that a direct connection does not have."
+    echo
+    echo "## The ceiling this machine puts on any relay"
+    echo
+    echo "CPU time per Gbit/s at the sink (busy CPUs × share ÷ Gbit/s):"
+    echo
+    echo "| run, party | CPU-s per Gbit |"
+    echo "|---|---:|"
+    echo "| direct, all | $COST_DIRECT |"
+    echo "| through the relay, all | $COST_FORWARD |"
+    echo "| through the relay, the load tool (sender and sink; ${LOAD_TOTAL}% of the samples) | $COST_LOAD |"
+    echo "| through the relay, the relay cores | $COST_RELAY |"
+    echo
+    echo "In the direct run ${COPY_SHARE}% of the CPU time is the two user copies (the sender's into"
+    echo "the kernel, the sink's out of it); the rest is the TCP/IP path (system calls, segments out"
+    echo "and in, ACKs, wake-ups). A relay that terminates both TCP connections copies nothing but"
+    echo "runs a second TCP/IP path, at best as cheap as the first, so at best it reaches"
+    echo "1 / (2 − copy share) = **${CEILING_RATIO}× direct** on this machine, whatever its own code"
+    echo "does (a model with one measured input, not a measurement)."
     echo
     echo "Top kernel and user functions on the relay cores (% of the relay cores' samples):"
     echo
