@@ -43,6 +43,7 @@
 //! - [`s2c`]: server-to-client access: IIP pools and leases (kept in the
 //!   store), server-to-client apps, and the flow decision a connector asks
 //!   for.
+//! - [`json`]: the one rule for JSON request bodies (objects only).
 //!
 //! What it refuses to do: parse protocol bytes of the data path (that is
 //! `gatehouse-wire`), block a data-plane core (answers go through bounded
@@ -60,6 +61,7 @@ pub mod broker;
 pub mod certificate;
 pub mod config;
 pub mod connector;
+pub mod json;
 pub mod ldap;
 pub mod login;
 pub mod metrics;

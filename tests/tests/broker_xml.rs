@@ -270,6 +270,10 @@ fn the_seeds_xml_sequence_reaches_the_least_busy_registered_worker_through_the_g
     let grant: serde_json::Value = serde_json::from_str(&grant).unwrap();
     assert_eq!(grant["user"], "alice", "{grant}");
     assert_eq!(redeem("w-idle").0, 404, "a logon ticket is single-use");
+    // Fields by position (serde would read them) are refused.
+    let (status, answer) = http(admin, "POST", "/broker/v1/logon", r#"[1,"w-idle","x"]"#);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("expected a JSON object"), "{answer}");
 
     let Worker { mut process, .. } = idle;
     assert_eq!(process.stop().code(), Some(0));

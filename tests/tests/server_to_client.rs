@@ -301,6 +301,9 @@ fn the_web_logout_releases_the_address_and_the_api_refuses_without_a_session() {
     assert!(body.contains(r#""iip":"127.77.4.1""#), "{body}");
     let (status, body) = post("/access/v1/fqdn", r#"{"fqdn":"not a name"}"#);
     assert_eq!(status, 400, "{body}");
+    // A JSON array is no form, even one serde could read by position.
+    let (status, body) = post("/access/v1/fqdn", r#"["pc1.corp.example"]"#);
+    assert_eq!(status, 400, "{body}");
     // Only servers of an app may resolve names; the test runs on 127.0.0.1.
     let resolve = web.get(&gatehouse, "/access/v1/resolve?name=x");
     assert_eq!(resolve.status, 403, "{resolve:?}");

@@ -232,8 +232,7 @@ impl SectionResource for StaServers {
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Parses a JSON body of `T`, naming the failing field. Every body the API
-/// takes is a JSON object: serde would read a struct from an array by
-/// position, which the API does not document and refuses.
+/// takes is a JSON object ([`crate::json`]).
 ///
 /// Errors: [`ApiError::validation`] with the path of the failing field (or
 /// `body` for a body that is JSON but not an object), or
@@ -242,12 +241,12 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::bad_request("the body is too large"));
     }
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | None => {}
-        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
-            return Err(ApiError::validation("body", "expected a JSON object"));
-        }
-        Some(_) => {}
+    // JSON but not an object is a validation error; not JSON at all falls
+    // through to the parser's own message.
+    if !crate::json::is_object(body)
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+    {
+        return Err(ApiError::validation("body", "expected a JSON object"));
     }
     let mut decoder = serde_json::Deserializer::from_slice(body);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut decoder);

@@ -255,9 +255,7 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ProtocolEr
     if body.len() > MAX_BODY_BYTES {
         return Err(ProtocolError::TooLong);
     }
-    // serde reads a struct from a JSON array too (`["alice", ...]`, fields
-    // by position); the protocol is objects with named fields only.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !crate::json::is_object(body) {
         return Err(ProtocolError::Json("expected a JSON object".to_owned()));
     }
     serde_json::from_slice(body).map_err(|e| ProtocolError::Json(e.to_string()))

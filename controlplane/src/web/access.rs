@@ -204,7 +204,10 @@ async fn fqdn(State(state): State<AccessState>, headers: HeaderMap, body: Bytes)
     let Some(user) = user_of(&state, &headers).await else {
         return unauthorized();
     };
-    let Ok(form) = serde_json::from_slice::<FqdnForm>(&body) else {
+    let form = Some(&body)
+        .filter(|body| crate::json::is_object(body))
+        .and_then(|body| serde_json::from_slice::<FqdnForm>(body).ok());
+    let Some(form) = form else {
         return json_response(
             StatusCode::BAD_REQUEST,
             json!({"error": "expected {\"fqdn\": \"host.example\"}", "reason": "bad_request"}),
