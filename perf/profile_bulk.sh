@@ -106,12 +106,14 @@ KERNEL=$(perf report -i "$WORK/forward.data" --no-children --sort comm,dso -g no
     awk -v c="$RELAY_COMM" '/%/ && !/^#/ && $2 == c { sub(/%/, "", $1); t += $1; if ($3 ~ /^\[kernel/) k += $1 }
         END { if (t > 0) printf "%.1f", 100 * k / t }')
 SPLICE=$(share "$WORK/forward.data" "$RELAY_COMM" sym | awk '$3 ~ /splice|pipe_buf|pipe_/ { s += $1 } END { printf "%.2f", s }')
-RELAY_TOTAL=$(perf report -i "$WORK/forward.data" --no-children --sort comm -g none 2>/dev/null |
-    awk -v c="$RELAY_COMM" '/%/ && !/^#/ && $2 == c { sub(/%/, "", $1); print $1 }')
+# comm_total FILE REGEX: the share of all samples of the comms matching
+# REGEX (empty when none has a sample).
+comm_total() { perf report -i "$1" --no-children --sort comm -g none 2>/dev/null |
+    awk -v c="$2" '/%/ && !/^#/ && $2 ~ c { sub(/%/, "", $1); t += $1; n++ } END { if (n) printf "%.2f", t }'; }
+RELAY_TOTAL=$(comm_total "$WORK/forward.data" "^$RELAY_COMM\$")
 TOP=$(share "$WORK/forward.data" "$RELAY_COMM" sym | awk 'NR <= 15' | awk '{ printf "| %s | %s |\n", $3, $1 }')
 # The load tool's share of the relayed run (sender and sink, every thread).
-LOAD_TOTAL=$(perf report -i "$WORK/forward.data" --no-children --sort comm -g none 2>/dev/null |
-    awk '/%/ && !/^#/ && $2 ~ /^gatehouse-load/ { sub(/%/, "", $1); t += $1 } END { printf "%.2f", t }')
+LOAD_TOTAL=$(comm_total "$WORK/forward.data" '^gatehouse-load')
 # The two user copies' share of the direct run: the kernel's copy routines
 # and the hardened-usercopy checks that go with them.
 COPY_SHARE=$(perf report -i "$WORK/direct.data" --no-children --sort sym -g none 2>/dev/null |
