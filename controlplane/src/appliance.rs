@@ -349,7 +349,7 @@ pub fn verdict_deadline(config: &Config) -> Duration {
 
 /// Everything `run` does inside the runtime.
 async fn serve(config: Config, loader: reload::Loader) -> Result<(), RunError> {
-    let mut signals = Signals::catch()?;
+    let signals = Signals::catch()?;
     let certificate = prepare_data_dir(&config)?;
     let mut control = ControlPlane::start(&config).await?;
 
@@ -387,14 +387,8 @@ async fn serve(config: Config, loader: reload::Loader) -> Result<(), RunError> {
         "gatehouse_ready"
     );
 
-    signals.first().await;
     // The redeem tasks keep answering while the sessions drain.
-    let joined = drain(
-        engine,
-        signals,
-        Duration::from_secs(config.engine.drain_secs),
-    )
-    .await;
+    let joined = drain_on_signal(engine, signals, config.engine.drain_secs).await;
     control.stop().await;
     // The data side (and its rings) lives until here, past the engine.
     drop(data);
@@ -746,13 +740,16 @@ pub fn geometry(cores: NonZeroUsize) -> Result<Geometry, RunError> {
         })?)
 }
 
-/// Stops accepting, drains for `deadline` (a second signal cuts the
-/// sessions at once) and waits for the cores.
-pub(crate) async fn drain(
+/// Waits for the first SIGTERM/SIGINT, then stops accepting, drains for
+/// `drain_secs` (a second signal cuts the sessions at once) and waits for
+/// the cores.
+pub(crate) async fn drain_on_signal(
     engine: EngineHandle,
     mut signals: Signals,
-    deadline: Duration,
+    drain_secs: u64,
 ) -> Result<Vec<CoreStats>, RunError> {
+    signals.first().await;
+    let deadline = Duration::from_secs(drain_secs);
     let control = engine.control();
     tokio::task::spawn_blocking(move || control.shutdown(deadline)).await?;
     let control = engine.control();

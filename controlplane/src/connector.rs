@@ -41,7 +41,7 @@ use gatehouse_engine::{
 use tokio::sync::watch;
 
 use crate::appliance::{
-    self, ControlPlane, RunError, Signals, drain, engine_config, geometry, log_stopped,
+    self, ControlPlane, RunError, Signals, drain_on_signal, engine_config, geometry, log_stopped,
 };
 use crate::config::{Config, ConfigError};
 use crate::redeem::{ConnectorRole, RedeemService};
@@ -65,14 +65,8 @@ pub fn connector_cores(
     name: &str,
     flag: Option<usize>,
 ) -> Result<NonZeroUsize, ConfigError> {
-    if !crate::s2c::valid_name(name) {
-        return Err(ConfigError::Invalid {
-            key: "--name".to_owned(),
-            message: format!(
-                "invalid connector name {name:?}: 1 to 64 letters, digits, '-', '_' or '.'"
-            ),
-        });
-    }
+    crate::policy::check_name("--name".to_owned(), name)
+        .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
     let cores = flag
         .or_else(|| {
             config
@@ -110,7 +104,7 @@ async fn serve_connector(
     name: String,
     cores: NonZeroUsize,
 ) -> Result<(), RunError> {
-    let mut signals = Signals::catch()?;
+    let signals = Signals::catch()?;
     let side = DataSide::open_named(&shm, geometry(cores)?)?;
     let generation = side.generation();
     let ports = side.take_ports()?;
@@ -133,13 +127,7 @@ async fn serve_connector(
         generation = generation.0,
         "connector_ready"
     );
-    signals.first().await;
-    let joined = drain(
-        engine,
-        signals,
-        Duration::from_secs(config.engine.drain_secs),
-    )
-    .await;
+    let joined = drain_on_signal(engine, signals, config.engine.drain_secs).await;
     supervisor.stop();
     log_stopped(&joined?);
     Ok(())
@@ -169,7 +157,7 @@ fn serve_connector_segment(
     })?;
     let cores = NonZeroUsize::new(entry.cores).ok_or_else(|| ConfigError::Invalid {
         key: "server_to_client.connectors.cores".to_owned(),
-        message: "0 is outside 1..=256".to_owned(),
+        message: format!("0 is outside 1..={}", gatehouse_channel::MAX_CORES),
     })?;
     let side = Arc::new(ControlSide::open_named(&shm, geometry(cores)?)?);
     let listener = side.listen()?;

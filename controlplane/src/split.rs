@@ -65,7 +65,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use tokio::sync::watch;
 
 use crate::appliance::{
-    self, ControlPlane, RunError, Signals, create_data_dir, drain, geometry, log_stopped,
+    self, ControlPlane, RunError, Signals, create_data_dir, drain_on_signal, geometry, log_stopped,
     prepare_data_dir, resolve_cores,
 };
 use crate::config::Config;
@@ -221,7 +221,7 @@ async fn serve_data(
     shm: SegmentName,
     loader: crate::reload::Loader,
 ) -> Result<(), RunError> {
-    let mut signals = Signals::catch()?;
+    let signals = Signals::catch()?;
     let certificate = prepare_data_dir(&config)?;
     let cores = resolve_cores(config.engine.cores);
     let side = DataSide::open_named(&shm, geometry(cores)?)?;
@@ -253,13 +253,7 @@ async fn serve_data(
         data_dir = %config.data_dir.display(),
         "gatehouse_ready"
     );
-    signals.first().await;
-    let joined = drain(
-        engine,
-        signals,
-        Duration::from_secs(config.engine.drain_secs),
-    )
-    .await;
+    let joined = drain_on_signal(engine, signals, config.engine.drain_secs).await;
     reloads.abort();
     supervisor.stop();
     log_stopped(&joined?);
