@@ -1,7 +1,8 @@
 //! The LDAP directory client against a real OpenLDAP `slapd` (Debian
 //! packages `slapd` and `ldap-utils`), started by each test on a free
 //! 127.0.0.1 port with a temporary `slapd.conf` (mdb backend, memberof
-//! overlay) and seeded with `ldapadd`.
+//! overlay) and seeded with `ldapadd` ([`gatehouse_tests::slapd`], which
+//! the end-to-end tests start too).
 //!
 //! The schema adds one attribute for the OTP devices, `gatehouseOtpDevices`
 //! (a directory string, single-valued), and `sAMAccountName` (Active
@@ -16,69 +17,24 @@
     reason = "test code: a panic is a failed test"
 )]
 
-mod support;
-
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::Command;
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use gatehouse::ldap::{
     DirectoryError, GroupMode, LdapDirectory, LdapError, LdapSection, Operation, PasswordDirectory,
     UserInfo,
 };
-use support::{Server, TempDir, accepts_tcp, free_tcp_port, require_binary};
+use gatehouse_tests::server::free_tcp_port;
+use gatehouse_tests::slapd::{BASE, SERVICE_DN, SERVICE_PASSWORD, Slapd, TlsFiles};
+use gatehouse_tests::temp::TempDir;
 
-const BASE: &str = "dc=example,dc=test";
-const ROOT_DN: &str = "cn=admin,dc=example,dc=test";
-const ROOT_PASSWORD: &str = "admin-secret";
-const SERVICE_DN: &str = "cn=gatehouse,ou=services,dc=example,dc=test";
-const SERVICE_PASSWORD: &str = "service-secret";
 const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=test";
 const BOB_DN: &str = "uid=bob,ou=people,dc=example,dc=test";
 
-const SCHEMA: &str = "\
-attributetype ( 1.3.6.1.4.1.32473.1.1.1 NAME 'gatehouseOtpDevices'
-    DESC 'Gatehouse OTP devices: #@name=secret&, repeated'
-    EQUALITY caseExactMatch
-    SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{4096}
-    SINGLE-VALUE )
-attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName'
-    EQUALITY caseIgnoreMatch
-    SYNTAX 1.3.6.1.4.1.1466.115.121.1.15
-    SINGLE-VALUE )
-objectclass ( 1.3.6.1.4.1.32473.1.2.1 NAME 'gatehouseUser'
-    AUXILIARY
-    MAY ( gatehouseOtpDevices $ sAMAccountName ) )
-";
-
+/// Added after the base entries ([`gatehouse_tests::slapd::BASE_LDIF`]).
 /// Users first, then groups: the memberof overlay fills `memberOf` when a
 /// group is added.
 const SEED: &str = "\
-dn: dc=example,dc=test
-objectClass: dcObject
-objectClass: organization
-dc: example
-o: Example
-
-dn: ou=people,dc=example,dc=test
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,dc=example,dc=test
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=services,dc=example,dc=test
-objectClass: organizationalUnit
-ou: services
-
-dn: cn=gatehouse,ou=services,dc=example,dc=test
-objectClass: person
-cn: gatehouse
-sn: service
-userPassword: service-secret
-
 dn: uid=alice,ou=people,dc=example,dc=test
 objectClass: inetOrgPerson
 objectClass: gatehouseUser
@@ -112,169 +68,42 @@ cn: legacy
 uniqueMember: uid=alice,ou=people,dc=example,dc=test
 ";
 
-/// Certificate files for the TLS listeners.
-struct Tls {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+/// Plain `ldap://` only.
+fn start() -> Slapd {
+    Slapd::start(SEED)
 }
 
-/// A running, seeded slapd. Fields drop in order: the server is killed
-/// before its directory is removed.
-struct Slapd {
-    _server: Server,
-    port: u16,
-    ldaps_port: Option<u16>,
-    ca: Option<PathBuf>,
-    dir: TempDir,
+/// `ldap://` (StartTLS offered) and `ldaps://`, with a certificate for
+/// 127.0.0.1 signed by a CA generated for the test (in `dir`).
+fn start_tls(dir: &TempDir) -> (Slapd, TlsFiles) {
+    let tls = write_certificates(dir);
+    (Slapd::start_with(SEED, Some(&tls)), tls)
 }
 
-impl Slapd {
-    /// Plain `ldap://` only.
-    fn start() -> Self {
-        Self::start_with(false)
+/// The configuration of these tests: service account, `uid`, `memberOf`,
+/// the test schema's OTP attribute, a short timeout.
+fn section(slapd: &Slapd) -> LdapSection {
+    LdapSection {
+        url: Some(slapd.url()),
+        bind_dn: Some(SERVICE_DN.to_owned()),
+        bind_password: Some(gatehouse::config::Secret::new(SERVICE_PASSWORD)),
+        base_dn: BASE.to_owned(),
+        otp_attribute: "gatehouseOtpDevices".to_owned(),
+        timeout_ms: 3_000,
+        ..LdapSection::default()
     }
+}
 
-    /// `ldap://` (StartTLS offered) and `ldaps://`, with a certificate for
-    /// 127.0.0.1 signed by a CA generated for the test.
-    fn start_tls() -> Self {
-        Self::start_with(true)
-    }
-
-    fn start_with(tls: bool) -> Self {
-        let slapd = require_binary("slapd", "slapd");
-        let ldapadd = require_binary("ldapadd", "ldap-utils");
-        let dir = TempDir::new("slapd");
-        let tls = tls.then(|| write_certificates(&dir));
-        write_config(&dir, tls.as_ref());
-        // A port taken between choosing and binding makes slapd exit: try
-        // again with another (bounded).
-        for _ in 0..3 {
-            let port = free_tcp_port();
-            let ldaps_port = tls.as_ref().map(|_| free_tcp_port());
-            let mut urls = format!("ldap://127.0.0.1:{port}/");
-            if let Some(ldaps) = ldaps_port {
-                urls.push_str(&format!(" ldaps://127.0.0.1:{ldaps}/"));
-            }
-            let mut command = Command::new(&slapd);
-            command
-                .arg("-f")
-                .arg(dir.path().join("slapd.conf"))
-                .args(["-h", &urls, "-d", "0"]);
-            let mut server = Server::start("slapd", command, &dir.path().join("slapd.log"));
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            if !server.wait_ready(|_| accepts_tcp(addr)) {
-                assert!(
-                    server.exited(),
-                    "slapd did not listen within the startup time:\n{}",
-                    server.log()
-                );
-                continue;
-            }
-            let output = Command::new(&ldapadd)
-                .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}")])
-                .args(["-D", ROOT_DN, "-w", ROOT_PASSWORD, "-f"])
-                .arg(dir.path().join("seed.ldif"))
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "ldapadd failed: {}\n{}",
-                String::from_utf8_lossy(&output.stderr),
-                server.log()
-            );
-            return Self {
-                _server: server,
-                port,
-                ldaps_port,
-                ca: tls.map(|tls| tls.ca),
-                dir,
-            };
-        }
-        panic!(
-            "slapd did not start in 3 tries:\n{}",
-            std::fs::read_to_string(dir.path().join("slapd.log")).unwrap_or_default()
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("ldap://127.0.0.1:{}", self.port)
-    }
-
-    /// The configuration of these tests: service account, `uid`,
-    /// `memberOf`, the test schema's OTP attribute, a short timeout.
-    fn section(&self) -> LdapSection {
-        LdapSection {
-            url: Some(self.url()),
-            bind_dn: Some(SERVICE_DN.to_owned()),
-            bind_password: Some(gatehouse::config::Secret::new(SERVICE_PASSWORD)),
-            base_dn: BASE.to_owned(),
-            otp_attribute: "gatehouseOtpDevices".to_owned(),
-            timeout_ms: 3_000,
-            ..LdapSection::default()
-        }
-    }
-
-    fn directory(&self) -> LdapDirectory {
-        directory_for(&self.section())
-    }
+fn directory(slapd: &Slapd) -> LdapDirectory {
+    directory_for(&section(slapd))
 }
 
 fn directory_for(section: &LdapSection) -> LdapDirectory {
     LdapDirectory::new(section.settings().unwrap().unwrap())
 }
 
-fn write_config(dir: &TempDir, tls: Option<&Tls>) {
-    let path = dir.path();
-    std::fs::create_dir_all(path.join("db")).unwrap();
-    std::fs::write(path.join("gatehouse.schema"), SCHEMA).unwrap();
-    std::fs::write(path.join("seed.ldif"), SEED).unwrap();
-    let mut tls_lines = String::new();
-    if let Some(tls) = tls {
-        tls_lines = format!(
-            "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
-            tls.ca.display(),
-            tls.cert.display(),
-            tls.key.display()
-        );
-    }
-    let p = path.display();
-    let config = format!(
-        "include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-include {p}/gatehouse.schema
-pidfile {p}/slapd.pid
-argsfile {p}/slapd.args
-modulepath /usr/lib/ldap
-moduleload back_mdb
-moduleload memberof
-allow bind_anon_dn
-{tls_lines}
-database mdb
-maxsize 10485760
-suffix \"{BASE}\"
-rootdn \"{ROOT_DN}\"
-rootpw {ROOT_PASSWORD}
-directory {p}/db
-overlay memberof
-access to attrs=userPassword
-    by anonymous auth
-    by * none
-access to attrs=gatehouseOtpDevices
-    by dn.exact=\"{SERVICE_DN}\" write
-    by * none
-access to *
-    by dn.exact=\"{SERVICE_DN}\" read
-    by self read
-    by * none
-"
-    );
-    std::fs::write(path.join("slapd.conf"), config).unwrap();
-}
-
 /// A CA and a certificate for 127.0.0.1 it signed, as PEM files.
-fn write_certificates(dir: &TempDir) -> Tls {
+fn write_certificates(dir: &TempDir) -> TlsFiles {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -286,7 +115,7 @@ fn write_certificates(dir: &TempDir) -> Tls {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
-    let tls = Tls {
+    let tls = TlsFiles {
         ca: dir.path().join("ca.pem"),
         cert: dir.path().join("server.pem"),
         key: dir.path().join("server.key"),
@@ -315,8 +144,8 @@ async fn verify(
 
 #[tokio::test]
 async fn logs_in_with_the_right_password_and_reads_groups_from_member_of() {
-    let slapd = Slapd::start();
-    let user = verify(&slapd.directory(), "alice", "alice-password")
+    let slapd = start();
+    let user = verify(&directory(&slapd), "alice", "alice-password")
         .await
         .unwrap();
     assert_eq!(user.dn, ALICE_DN);
@@ -332,8 +161,8 @@ async fn logs_in_with_the_right_password_and_reads_groups_from_member_of() {
 
 #[tokio::test]
 async fn a_wrong_password_and_an_unknown_user_get_the_same_error() {
-    let slapd = Slapd::start();
-    let directory = slapd.directory();
+    let slapd = start();
+    let directory = directory(&slapd);
     let wrong = verify(&directory, "alice", "bob-password")
         .await
         .unwrap_err();
@@ -351,7 +180,7 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_error() {
 
 #[tokio::test]
 async fn an_empty_password_is_refused_although_the_server_would_accept_the_bind() {
-    let slapd = Slapd::start();
+    let slapd = start();
     // The precondition: this server answers an unauthenticated bind (DN,
     // no password) with success.
     let (conn, mut raw) = ldap3::LdapConnAsync::new(&slapd.url()).await.unwrap();
@@ -360,14 +189,14 @@ async fn an_empty_password_is_refused_although_the_server_would_accept_the_bind(
     assert_eq!(bound.rc, 0, "slapd should allow unauthenticated binds here");
     let _ = raw.unbind().await;
 
-    let error = verify(&slapd.directory(), "alice", "").await.unwrap_err();
+    let error = verify(&directory(&slapd), "alice", "").await.unwrap_err();
     assert!(matches!(error, DirectoryError::Rejected), "{error:?}");
 }
 
 #[tokio::test]
 async fn filter_syntax_in_the_login_matches_nothing() {
-    let slapd = Slapd::start();
-    let directory = slapd.directory();
+    let slapd = start();
+    let directory = directory(&slapd);
     for login in [
         "*",
         "al*",
@@ -388,11 +217,11 @@ async fn filter_syntax_in_the_login_matches_nothing() {
 
 #[tokio::test]
 async fn finds_users_by_sam_account_name() {
-    let slapd = Slapd::start();
+    let slapd = start();
     let section = LdapSection {
         user_attribute: "sAMAccountName".to_owned(),
         user_filter: "(objectClass=inetOrgPerson)".to_owned(),
-        ..slapd.section()
+        ..section(&slapd)
     };
     let user = verify(&directory_for(&section), "ALICE.L", "alice-password")
         .await
@@ -407,11 +236,11 @@ async fn finds_users_by_sam_account_name() {
 
 #[tokio::test]
 async fn reads_groups_by_search_on_member_or_unique_member() {
-    let slapd = Slapd::start();
+    let slapd = start();
     let by_member = LdapSection {
         group_mode: GroupMode::Search,
         group_base_dn: "ou=groups,dc=example,dc=test".to_owned(),
-        ..slapd.section()
+        ..section(&slapd)
     };
     let alice = verify(&directory_for(&by_member), "alice", "alice-password")
         .await
@@ -433,7 +262,7 @@ async fn reads_groups_by_search_on_member_or_unique_member() {
 
     let none = LdapSection {
         group_mode: GroupMode::None,
-        ..slapd.section()
+        ..section(&slapd)
     };
     let alice = verify(&directory_for(&none), "alice", "alice-password")
         .await
@@ -443,8 +272,8 @@ async fn reads_groups_by_search_on_member_or_unique_member() {
 
 #[tokio::test]
 async fn the_otp_attribute_round_trips_through_the_directory() {
-    let slapd = Slapd::start();
-    let directory = slapd.directory();
+    let slapd = start();
+    let directory = directory(&slapd);
     assert_eq!(directory.otp_attribute(ALICE_DN).await.unwrap(), None);
 
     let devices = "#@phone=JBSWY3DPEHPK3PXP&,#@tablet=KRSXG5CTMVRXEZLU&,";
@@ -470,8 +299,8 @@ async fn the_otp_attribute_round_trips_through_the_directory() {
 
 #[tokio::test]
 async fn otp_attribute_errors_are_typed() {
-    let slapd = Slapd::start();
-    let directory = slapd.directory();
+    let slapd = start();
+    let directory = directory(&slapd);
     // Bob's entry lacks the auxiliary class: objectClassViolation (65).
     let error = directory
         .set_otp_attribute(BOB_DN, "#@phone=JBSWY3DPEHPK3PXP&,")
@@ -498,7 +327,7 @@ async fn otp_attribute_errors_are_typed() {
     let as_alice = LdapSection {
         bind_dn: Some(ALICE_DN.to_owned()),
         bind_password: Some(gatehouse::config::Secret::new("alice-password")),
-        ..slapd.section()
+        ..section(&slapd)
     };
     let error = directory_for(&as_alice)
         .set_otp_attribute(ALICE_DN, "#@evil=AAAA&,")
@@ -513,10 +342,10 @@ async fn otp_attribute_errors_are_typed() {
 
 #[tokio::test]
 async fn a_directory_that_cannot_answer_is_unavailable_not_a_rejection() {
-    let slapd = Slapd::start();
+    let slapd = start();
     let wrong_service = LdapSection {
         bind_password: Some(gatehouse::config::Secret::new("not-the-password")),
-        ..slapd.section()
+        ..section(&slapd)
     };
     let error = verify(&directory_for(&wrong_service), "alice", "alice-password")
         .await
@@ -535,7 +364,7 @@ async fn a_directory_that_cannot_answer_is_unavailable_not_a_rejection() {
 
     let closed = LdapSection {
         url: Some(format!("ldap://127.0.0.1:{}", free_tcp_port())),
-        ..slapd.section()
+        ..section(&slapd)
     };
     let error = verify(&directory_for(&closed), "alice", "alice-password")
         .await
@@ -592,11 +421,12 @@ async fn a_silent_server_times_out_within_the_configured_time() {
 
 #[tokio::test]
 async fn logs_in_over_ldaps_and_starttls_trusting_the_configured_ca() {
-    let slapd = Slapd::start_tls();
+    let certificates = TempDir::new("slapd-tls");
+    let (slapd, tls) = start_tls(&certificates);
     let ldaps = LdapSection {
-        url: Some(format!("ldaps://127.0.0.1:{}", slapd.ldaps_port.unwrap())),
-        ca_file: slapd.ca.clone(),
-        ..slapd.section()
+        url: Some(format!("ldaps://127.0.0.1:{}", slapd.ldaps_port().unwrap())),
+        ca_file: Some(tls.ca.clone()),
+        ..section(&slapd)
     };
     let user = verify(&directory_for(&ldaps), "alice", "alice-password")
         .await
@@ -605,8 +435,8 @@ async fn logs_in_over_ldaps_and_starttls_trusting_the_configured_ca() {
 
     let starttls = LdapSection {
         starttls: true,
-        ca_file: slapd.ca.clone(),
-        ..slapd.section()
+        ca_file: Some(tls.ca.clone()),
+        ..section(&slapd)
     };
     let user = verify(&directory_for(&starttls), "alice", "alice-password")
         .await
@@ -616,13 +446,14 @@ async fn logs_in_over_ldaps_and_starttls_trusting_the_configured_ca() {
 
 #[tokio::test]
 async fn refuses_a_server_certificate_from_another_ca() {
-    let slapd = Slapd::start_tls();
+    let certificates = TempDir::new("slapd-tls");
+    let (slapd, _) = start_tls(&certificates);
     let other = TempDir::new("other-ca");
     let other_ca = write_certificates(&other).ca;
     let section = LdapSection {
-        url: Some(format!("ldaps://127.0.0.1:{}", slapd.ldaps_port.unwrap())),
+        url: Some(format!("ldaps://127.0.0.1:{}", slapd.ldaps_port().unwrap())),
         ca_file: Some(other_ca),
-        ..slapd.section()
+        ..section(&slapd)
     };
     let error = verify(&directory_for(&section), "alice", "alice-password")
         .await
@@ -637,7 +468,6 @@ async fn refuses_a_server_certificate_from_another_ca() {
         ),
         "{error:?}"
     );
-    assert!(slapd.dir.path().exists());
 }
 
 #[tokio::test]
@@ -648,8 +478,8 @@ async fn push_finds_a_devices_secret_in_the_users_attribute_clear_or_sealed() {
     use gatehouse::auth::totp::TotpSecret;
     use gatehouse::push::{DeviceSecrets, LdapSecrets};
 
-    let slapd = Slapd::start();
-    let directory = slapd.directory();
+    let slapd = start();
+    let directory = directory(&slapd);
     let dir = TempDir::new("push-key");
     let key = OtpKey::load_or_generate(None, dir.path()).unwrap();
     let tablet = TotpSecret::from_base32("KRSXG5CTMVRXEZLU").unwrap();

@@ -9,8 +9,6 @@
     reason = "test code: a panic is a failed test"
 )]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -25,11 +23,12 @@ use gatehouse::push::{
     StoreSecrets,
 };
 use gatehouse::store::Store;
+use gatehouse_tests::server::Server;
+use gatehouse_tests::temp::TempDir;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use support::{Server, TempDir};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 

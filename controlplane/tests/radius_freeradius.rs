@@ -1,8 +1,9 @@
 //! The RADIUS client against a real FreeRADIUS (Debian package
 //! `freeradius`), started by each test on a free 127.0.0.1 UDP port with a
-//! minimal temporary raddb: one client (127.0.0.1, a shared secret,
-//! `require_message_authenticator = yes`, so a request with a missing or
-//! wrong Message-Authenticator is dropped), and an unlang policy:
+//! minimal temporary raddb ([`gatehouse_tests::radius`]): one client
+//! (127.0.0.1, a shared secret, `require_message_authenticator = yes`, so
+//! a request with a missing or wrong Message-Authenticator is dropped), and
+//! an unlang policy:
 //!
 //! - `alice` / `alice-password`: Access-Accept;
 //! - `bob` / `bob-password`: Access-Challenge with Reply-Message "Enter your
@@ -21,10 +22,7 @@
     reason = "test code: a panic is a failed test"
 )]
 
-mod support;
-
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gatehouse::config::Secret;
@@ -33,181 +31,29 @@ use gatehouse::radius::{
     ChallengeState, RadiusClient, RadiusError, RadiusOutcome, RadiusSection, ResponseError,
     SharedSecret,
 };
-use support::{Server, TempDir, free_udp_port, require_binary};
+use gatehouse_tests::radius::{FreeRadius, PROMPT, SECRET};
+use gatehouse_tests::server::free_udp_port;
 use tokio::net::UdpSocket;
 
-const SECRET: &str = "test-secret-42";
-const PROMPT: &str = "Enter your token code";
-
-/// A running FreeRADIUS. The server is killed before its directory is
-/// removed (field order).
-struct FreeRadius {
-    server: Server,
-    addr: SocketAddr,
-    _dir: TempDir,
+/// The client settings of these tests for `radius`.
+fn section(radius: &FreeRadius) -> RadiusSection {
+    RadiusSection {
+        servers: vec![radius.addr()],
+        secret: Some(Secret::new(SECRET)),
+        timeout_ms: 1_000,
+        retries: 1,
+        nas_identifier: "gatehouse-test".to_owned(),
+        require_message_authenticator: false,
+        ..RadiusSection::default()
+    }
 }
 
-impl FreeRadius {
-    fn start() -> Self {
-        let freeradius = require_binary("freeradius", "freeradius");
-        let dir = TempDir::new("freeradius");
-        // A port taken between choosing and binding makes FreeRADIUS exit:
-        // try again with another (bounded).
-        for _ in 0..3 {
-            let port = free_udp_port();
-            write_raddb(dir.path(), port);
-            let mut command = Command::new(&freeradius);
-            command.arg("-X").arg("-d").arg(dir.path());
-            let mut server = Server::start("freeradius", command, &dir.path().join("radiusd.log"));
-            if server.wait_ready(|server| server.log().contains("Ready to process requests")) {
-                return Self {
-                    server,
-                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                    _dir: dir,
-                };
-            }
-            assert!(
-                server.exited(),
-                "freeradius did not come up within the startup time:\n{}",
-                server.log()
-            );
-            if !server.log().contains("Address already in use") {
-                panic!("freeradius exited at startup:\n{}", server.log());
-            }
-        }
-        panic!("freeradius did not start in 3 tries");
-    }
-
-    fn section(&self) -> RadiusSection {
-        RadiusSection {
-            servers: vec![self.addr],
-            secret: Some(Secret::new(SECRET)),
-            timeout_ms: 1_000,
-            retries: 1,
-            nas_identifier: "gatehouse-test".to_owned(),
-            require_message_authenticator: false,
-            ..RadiusSection::default()
-        }
-    }
-
-    fn client(&self) -> RadiusClient {
-        client_for(&self.section())
-    }
+fn client(radius: &FreeRadius) -> RadiusClient {
+    client_for(&section(radius))
 }
 
 fn client_for(section: &RadiusSection) -> RadiusClient {
     RadiusClient::new(section.settings().unwrap().unwrap()).unwrap()
-}
-
-fn write_raddb(dir: &std::path::Path, port: u16) {
-    let d = dir.display();
-    // `dictionary` is required; the system dictionaries are read anyway.
-    std::fs::write(dir.join("dictionary"), "").unwrap();
-    let config = format!(
-        r#"prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = {d}
-sbindir = /usr/sbin
-logdir = {d}
-raddbdir = {d}
-radacctdir = {d}
-name = freeradius
-confdir = {d}
-modconfdir = {d}/mods-config
-run_dir = {d}
-db_dir = {d}
-libdir = /usr/lib/freeradius
-pidfile = {d}/radiusd.pid
-max_request_time = 10
-cleanup_delay = 1
-max_requests = 256
-hostname_lookups = no
-log {{
-    destination = stderr
-    colourise = no
-    auth = yes
-}}
-security {{
-    allow_core_dumps = no
-    max_attributes = 200
-    reject_delay = 0
-    status_server = no
-}}
-client gatehouse {{
-    ipaddr = 127.0.0.1
-    secret = {SECRET}
-    require_message_authenticator = yes
-}}
-modules {{
-    pap {{
-        normalise = yes
-    }}
-    always reject {{
-        rcode = reject
-    }}
-    always handled {{
-        rcode = handled
-    }}
-}}
-server default {{
-    listen {{
-        type = auth
-        ipaddr = 127.0.0.1
-        port = {port}
-    }}
-    authorize {{
-        if (User-Name == "alice") {{
-            update control {{
-                Cleartext-Password := "alice-password"
-                Auth-Type := PAP
-            }}
-        }}
-        elsif (User-Name == "bob") {{
-            if (!State) {{
-                update control {{
-                    Cleartext-Password := "bob-password"
-                    Auth-Type := TokenStep1
-                }}
-            }}
-            else {{
-                # The token code kept with the State by step 1; an unknown
-                # State has no session-state, so nothing matches.
-                update control {{
-                    Cleartext-Password := "%{{session-state:Tmp-String-0}}"
-                    Auth-Type := TokenStep2
-                }}
-            }}
-        }}
-        else {{
-            reject
-        }}
-    }}
-    authenticate {{
-        Auth-Type PAP {{
-            pap
-        }}
-        Auth-Type TokenStep1 {{
-            pap
-            update session-state {{
-                Tmp-String-0 := "123456"
-            }}
-            update reply {{
-                Reply-Message := "{PROMPT}"
-            }}
-            update control {{
-                Response-Packet-Type := Access-Challenge
-            }}
-            handled
-        }}
-        Auth-Type TokenStep2 {{
-            pap
-        }}
-    }}
-}}
-"#
-    );
-    std::fs::write(dir.join("radiusd.conf"), config).unwrap();
 }
 
 fn is_reject(outcome: &RadiusOutcome) -> bool {
@@ -217,8 +63,7 @@ fn is_reject(outcome: &RadiusOutcome) -> bool {
 #[tokio::test]
 async fn alice_is_accepted_with_her_password() {
     let radius = FreeRadius::start();
-    let outcome = radius
-        .client()
+    let outcome = client(&radius)
         .authenticate("alice", b"alice-password")
         .await
         .unwrap();
@@ -228,7 +73,7 @@ async fn alice_is_accepted_with_her_password() {
     );
     // The server saw the NAS-Identifier and a valid Message-Authenticator
     // (it drops requests without one).
-    let log = radius.server.log();
+    let log = radius.log();
     assert!(log.contains("NAS-Identifier = \"gatehouse-test\""), "{log}");
     assert!(log.contains("Message-Authenticator = 0x"), "{log}");
 }
@@ -236,7 +81,7 @@ async fn alice_is_accepted_with_her_password() {
 #[tokio::test]
 async fn wrong_passwords_and_unknown_users_are_rejected() {
     let radius = FreeRadius::start();
-    let client = radius.client();
+    let client = client(&radius);
     for (user, password) in [
         ("alice", &b"bob-password"[..]),
         ("alice", b""),
@@ -251,13 +96,13 @@ async fn wrong_passwords_and_unknown_users_are_rejected() {
 #[tokio::test]
 async fn bob_is_challenged_then_accepted_with_the_token_code() {
     let radius = FreeRadius::start();
-    let client = radius.client();
+    let client = client(&radius);
     let outcome = client.authenticate("bob", b"bob-password").await.unwrap();
     let RadiusOutcome::Challenge { prompt, state } = outcome else {
         panic!("expected a challenge, got {outcome:?}");
     };
     assert_eq!(prompt, PROMPT);
-    assert_eq!(state.server(), radius.addr);
+    assert_eq!(state.server(), radius.addr());
     assert!(state.state().is_some_and(|s| !s.is_empty()));
     let outcome = client
         .answer_challenge("bob", b"123456", &state)
@@ -272,7 +117,7 @@ async fn bob_is_challenged_then_accepted_with_the_token_code() {
 #[tokio::test]
 async fn a_wrong_token_code_or_a_missing_or_foreign_state_is_rejected() {
     let radius = FreeRadius::start();
-    let client = radius.client();
+    let client = client(&radius);
     let challenge = |outcome: RadiusOutcome| match outcome {
         RadiusOutcome::Challenge { state, .. } => state,
         other => panic!("expected a challenge, got {other:?}"),
@@ -315,7 +160,7 @@ async fn a_wrong_shared_secret_is_a_clear_error() {
         secret: Some(Secret::new("not-the-secret")),
         timeout_ms: 300,
         retries: 1,
-        ..radius.section()
+        ..section(&radius)
     };
     let started = Instant::now();
     let error = client_for(&section)
@@ -331,7 +176,7 @@ async fn a_wrong_shared_secret_is_a_clear_error() {
             tries,
             refused,
         } => {
-            assert_eq!(*server, radius.addr);
+            assert_eq!(*server, radius.addr());
             assert_eq!(*tries, 2);
             assert!(
                 refused.is_none() || matches!(refused, Some(ResponseError::AuthenticatorMismatch)),
@@ -343,12 +188,12 @@ async fn a_wrong_shared_secret_is_a_clear_error() {
     assert!(
         error.to_string().starts_with(&format!(
             "no valid answer from radius server {}",
-            radius.addr
+            radius.addr()
         )),
         "{error}"
     );
     assert!(started.elapsed() < Duration::from_secs(3));
-    let log = radius.server.log();
+    let log = radius.log();
     assert!(
         log.contains("invalid Message-Authenticator!  (Shared secret is incorrect.)"),
         "{log}"
@@ -360,10 +205,10 @@ async fn fails_over_to_the_next_server() {
     let radius = FreeRadius::start();
     let nobody = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
     let section = RadiusSection {
-        servers: vec![nobody, radius.addr],
+        servers: vec![nobody, radius.addr()],
         timeout_ms: 200,
         retries: 0,
-        ..radius.section()
+        ..section(&radius)
     };
     let outcome = client_for(&section)
         .authenticate("alice", b"alice-password")

@@ -16,7 +16,11 @@
 //! - [`webdriver::Chrome`] is headless Chromium driven through the real
 //!   `chromedriver`; [`push_device::PushDevice`] runs `push-device serve`
 //!   (the user's phone for push approval).
-//! - [`slapd::Slapd`] is a real OpenLDAP directory seeded per test.
+//! - [`slapd::Slapd`] is a real OpenLDAP directory seeded per test (plain,
+//!   or with StartTLS and `ldaps://`); [`radius::FreeRadius`] is a real
+//!   FreeRADIUS with a password user and a challenge user. Both run as a
+//!   [`server::Server`] (output to a log file, stopped by PID); the control
+//!   plane's own tests against them use these too.
 //! - [`curl::Browser`] is the real `curl` with a cookie jar of its own.
 //! - [`socks`] is a SOCKSv5 client over TLS (rustls, trusting only the
 //!   certificate the gateway generated) or plain TCP.
@@ -54,6 +58,8 @@ pub mod gatehouse;
 pub mod http;
 pub mod process;
 pub mod push_device;
+pub mod radius;
+pub mod server;
 pub mod slapd;
 pub mod socks;
 pub mod sta;

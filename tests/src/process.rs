@@ -177,7 +177,7 @@ fn pid_of(child: &Child) -> Pid {
 
 /// SIGTERM to `child`, a bounded wait for its exit; past [`TIMEOUT`],
 /// SIGKILL, a wait, and `None`.
-fn terminate(child: &mut Child) -> Option<ExitStatus> {
+pub(crate) fn terminate(child: &mut Child) -> Option<ExitStatus> {
     if let Ok(Some(status)) = child.try_wait() {
         return Some(status);
     }

@@ -10,14 +10,15 @@
 //! supplies its own entries ([`Slapd::start`]); [`BASE_LDIF`] holds the
 //! suffix, the `people`, `groups` and `services` units and the service
 //! account. A missing binary fails the test with the package to install.
+//! [`Slapd::start_with`] adds StartTLS and an `ldaps://` listener with
+//! certificate files the test made ([`TlsFiles`]).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
 
 use crate::TIMEOUT;
-use crate::process::Process;
+use crate::server::{Server, accepts_tcp, free_tcp_port, system_binary};
 use crate::temp::TempDir;
 
 /// The suffix.
@@ -75,73 +76,99 @@ sn: service
 userPassword: service-secret
 ";
 
-/// A running, seeded slapd, stopped by PID before its directory goes.
+/// The certificate files of slapd's TLS listeners (PEM): `ldaps://` and
+/// StartTLS on `ldap://`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed `cert`.
+    pub ca: PathBuf,
+    /// The server certificate (for 127.0.0.1).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// A running, seeded slapd. Fields drop in order: the server is stopped
+/// by PID before its directory is removed.
 #[derive(Debug)]
 pub struct Slapd {
-    process: Process,
+    server: Server,
     port: u16,
+    ldaps_port: Option<u16>,
     _dir: TempDir,
 }
 
-/// The path of an installed system binary, or a failed test naming the
-/// Debian package that provides it.
-pub fn binary(name: &str, package: &str) -> PathBuf {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .into_iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|path| path.exists())
-        .unwrap_or_else(|| panic!("{name} is installed (Debian package {package})"))
-}
-
 impl Slapd {
-    /// Starts slapd and adds [`BASE_LDIF`] then `entries` (LDIF; users
-    /// before the groups naming them, so `memberOf` is filled).
+    /// Starts slapd on `ldap://` and adds [`BASE_LDIF`] then `entries`
+    /// (LDIF; users before the groups naming them, so `memberOf` is
+    /// filled).
     pub fn start(entries: &str) -> Self {
+        Self::start_with(entries, None)
+    }
+
+    /// [`Slapd::start`], and with `tls` also StartTLS on `ldap://` and an
+    /// `ldaps://` listener ([`Slapd::ldaps_port`]).
+    pub fn start_with(entries: &str, tls: Option<&TlsFiles>) -> Self {
+        let slapd = system_binary("slapd", "slapd");
         let dir = TempDir::new("slapd");
-        write_config(&dir, &format!("{BASE_LDIF}\n{entries}"));
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(binary("slapd", "slapd"))
-            .arg("-f")
-            .arg(dir.path().join("slapd.conf"))
-            .args(["-h", &format!("ldap://127.0.0.1:{port}/"), "-d", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("slapd starts");
-        let stderr = child.stderr.take().unwrap();
-        let process = Process::new("slapd", child, stderr);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + TIMEOUT;
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "slapd listens on {addr}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        write_config(&dir, &format!("{BASE_LDIF}\n{entries}"), tls);
+        // A port taken between choosing and binding makes slapd exit: try
+        // again with others (bounded).
+        for _ in 0..3 {
+            let port = free_tcp_port();
+            let ldaps_port = tls.map(|_| free_tcp_port());
+            let mut urls = format!("ldap://127.0.0.1:{port}/");
+            if let Some(ldaps) = ldaps_port {
+                urls.push_str(&format!(" ldaps://127.0.0.1:{ldaps}/"));
+            }
+            let mut command = Command::new(&slapd);
+            command
+                .arg("-f")
+                .arg(dir.path().join("slapd.conf"))
+                .args(["-h", &urls, "-d", "0"]);
+            let mut server = Server::start("slapd", command, &dir.path().join("slapd.log"));
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if !server.wait_ready(|_| accepts_tcp(addr)) {
+                assert!(
+                    server.exited(),
+                    "slapd did not listen on {addr} within {TIMEOUT:?}:\n{}",
+                    server.log()
+                );
+                continue;
+            }
+            let output = Command::new(system_binary("ldapadd", "ldap-utils"))
+                .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}")])
+                .args(["-D", ROOT_DN, "-w", ROOT_PASSWORD, "-f"])
+                .arg(dir.path().join("seed.ldif"))
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "ldapadd failed: {}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                server.log()
+            );
+            return Self {
+                server,
+                port,
+                ldaps_port,
+                _dir: dir,
+            };
         }
-        let output = Command::new(binary("ldapadd", "ldap-utils"))
-            .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}")])
-            .args(["-D", ROOT_DN, "-w", ROOT_PASSWORD, "-f"])
-            .arg(dir.path().join("seed.ldif"))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "ldapadd failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        panic!(
+            "slapd did not start in 3 tries:\n{}",
+            std::fs::read_to_string(dir.path().join("slapd.log")).unwrap_or_default()
         );
-        Self {
-            process,
-            port,
-            _dir: dir,
-        }
     }
 
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The `ldaps://` port, when started with TLS.
+    pub fn ldaps_port(&self) -> Option<u16> {
+        self.ldaps_port
     }
 
     /// `ldap://127.0.0.1:PORT`.
@@ -163,7 +190,7 @@ impl Slapd {
     /// `attribute` of the entry `dn` as LDIF (unwrapped), read as the
     /// service account.
     pub fn search(&self, dn: &str, attribute: &str) -> String {
-        let output = Command::new(binary("ldapsearch", "ldap-utils"))
+        let output = Command::new(system_binary("ldapsearch", "ldap-utils"))
             .args(["-x", "-LLL", "-o", "ldif-wrap=no"])
             .args(["-H", &self.url()])
             .args(["-D", SERVICE_DN, "-w", SERVICE_PASSWORD, "-b", dn])
@@ -176,15 +203,23 @@ impl Slapd {
 
     /// SIGTERM by PID, bounded.
     pub fn stop(mut self) {
-        self.process.stop();
+        self.server.stop();
     }
 }
 
-fn write_config(dir: &TempDir, seed: &str) {
+fn write_config(dir: &TempDir, seed: &str, tls: Option<&TlsFiles>) {
     let path = dir.path();
     std::fs::create_dir_all(path.join("db")).unwrap();
     std::fs::write(path.join("gatehouse.schema"), SCHEMA).unwrap();
     std::fs::write(path.join("seed.ldif"), seed).unwrap();
+    let tls_lines = tls.map_or_else(String::new, |tls| {
+        format!(
+            "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+            tls.ca.display(),
+            tls.cert.display(),
+            tls.key.display()
+        )
+    });
     let p = path.display();
     let config = format!(
         "include /etc/ldap/schema/core.schema
@@ -197,6 +232,7 @@ modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
 allow bind_anon_dn
+{tls_lines}
 database mdb
 maxsize 10485760
 suffix \"{BASE}\"
