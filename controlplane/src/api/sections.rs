@@ -246,7 +246,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     if !crate::json::is_object(body)
         && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
     {
-        return Err(ApiError::validation("body", "expected a JSON object"));
+        return Err(ApiError::validation("body", crate::json::NOT_AN_OBJECT));
     }
     let mut decoder = serde_json::Deserializer::from_slice(body);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut decoder);

@@ -76,10 +76,7 @@ async fn logon(State(broker): State<Broker>, body: Bytes) -> HttpResponse {
             serde_json::json!({ "error": "bad-request", "message": message }),
         )
     };
-    if !crate::json::is_object(&body) {
-        return bad("expected a JSON object".to_owned());
-    }
-    let request: Logon = match serde_json::from_slice(&body) {
+    let request: Logon = match crate::json::from_object(&body) {
         Ok(request) => request,
         Err(error) => return bad(error.to_string()),
     };

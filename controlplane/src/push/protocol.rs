@@ -255,10 +255,7 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ProtocolEr
     if body.len() > MAX_BODY_BYTES {
         return Err(ProtocolError::TooLong);
     }
-    if !crate::json::is_object(body) {
-        return Err(ProtocolError::Json("expected a JSON object".to_owned()));
-    }
-    serde_json::from_slice(body).map_err(|e| ProtocolError::Json(e.to_string()))
+    crate::json::from_object(body).map_err(|e| ProtocolError::Json(e.to_string()))
 }
 
 fn decode_fixed<const N: usize>(text: &str, what: &'static str) -> Result<[u8; N], ProtocolError> {

@@ -204,10 +204,7 @@ async fn fqdn(State(state): State<AccessState>, headers: HeaderMap, body: Bytes)
     let Some(user) = user_of(&state, &headers).await else {
         return unauthorized();
     };
-    let form = Some(&body)
-        .filter(|body| crate::json::is_object(body))
-        .and_then(|body| serde_json::from_slice::<FqdnForm>(body).ok());
-    let Some(form) = form else {
+    let Ok(form) = crate::json::from_object::<FqdnForm>(&body) else {
         return json_response(
             StatusCode::BAD_REQUEST,
             json!({"error": "expected {\"fqdn\": \"host.example\"}", "reason": "bad_request"}),
